@@ -1,0 +1,60 @@
+"""``python -m orchestrator <command>``: one entry point, one sub-command per capability.
+
+Each layer owns its sub-commands in a ``cli.py`` module exposing ``register(subparsers)``;
+the module is imported lazily so that ``cid`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from orchestrator.errors import OrchestratorError
+
+# (module, short help).  A module's register() adds one or more sub-commands.
+_COMMAND_MODULES: list[str] = [
+    "orchestrator.storage.cli",
+    "orchestrator.learning.cli",
+    "orchestrator.split.cli",
+    "orchestrator.daemons.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator",
+        description=(
+            "LedgerLoRA: federated LoRA fine-tuning governed by smart contracts, "
+            "with verifiable unlearning."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a layer not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
