@@ -1,0 +1,311 @@
+"""The LedgerLoRA protocol as web3 contracts: loading a deployment and deploying one.
+
+:func:`deploy_protocol` deploys the brownie build artifacts WITHOUT brownie (the embedded
+in-process chain has no brownie network) and wires the roles the same way as
+``scripts/deploy.py``; both write the same ``deployments/<chainid>.json`` manifest, so a daemon
+cannot tell which of them deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+
+from orchestrator.chain.artifacts import (
+    DEFAULT_BUILD_DIR,
+    ArtifactError,
+    ContractRecord,
+    Manifest,
+    load_artifact,
+    register_contract_name,
+)
+from orchestrator.chain.tx import Transactor
+
+log = logging.getLogger(__name__)
+
+#: The private-chain contracts, in deployment order.
+PROTOCOL_CONTRACTS: tuple[str, ...] = (
+    "LedgerToken",
+    "Staking",
+    "Membership",
+    "ContributionRegistry",
+    "Rounds",
+    "Unlearning",
+)
+#: The public-chain contract (deployed separately by :func:`deploy_anchor`).
+ANCHOR_CONTRACT = "PublicAnchor"
+
+TOKEN = 10**18  # LedgerToken has 18 decimals (OpenZeppelin ERC20 default)
+
+
+class Protocol:
+    """Contracts of one deployment, by name: ``protocol.contract("Rounds")`` or ``protocol.Rounds``."""
+
+    def __init__(self, w3: Web3, manifest: Manifest, contracts: dict[str, Contract]) -> None:
+        self.w3 = w3
+        self.manifest = manifest
+        self._contracts = contracts
+
+    @classmethod
+    def from_manifest(
+        cls,
+        w3: Web3,
+        manifest: Manifest | Path,
+        build_dir: Path = DEFAULT_BUILD_DIR,
+        *,
+        check_code: bool = True,
+    ) -> Protocol:
+        """Bind every contract of ``manifest`` (object or path) to its artifact's ABI.
+
+        ``check_code`` verifies the manifest belongs to this chain (same chain id, code at every
+        address), which catches the classic stale ``deployments/<id>.json`` after a chain restart.
+        """
+        if not isinstance(manifest, Manifest):
+            manifest = Manifest.read(Path(manifest))
+        chain_id = int(w3.eth.chain_id)
+        if manifest.chain_id != chain_id:
+            raise ArtifactError(
+                f"the manifest is for chain {manifest.chain_id} but the connection serves chain "
+                f"{chain_id}; load deployments/{chain_id}.json or connect to the right node"
+            )
+        contracts: dict[str, Contract] = {}
+        for name, record in manifest.contracts.items():
+            artifact_name = Path(record.artifact).stem if record.artifact else name
+            artifact = load_artifact(artifact_name, build_dir)
+            if check_code and len(w3.eth.get_code(record.address)) == 0:
+                raise ArtifactError(
+                    f"no contract code at {record.address} ({name}) on chain {chain_id}: the manifest "
+                    "is stale (was the chain restarted?); deploy again"
+                )
+            contracts[name] = w3.eth.contract(address=record.address, abi=artifact.abi)
+            register_contract_name(w3, record.address, name)
+        return cls(w3, manifest, contracts)
+
+    def contract(self, name: str) -> Contract:
+        try:
+            return self._contracts[name]
+        except KeyError:
+            raise ArtifactError(
+                f"the deployment has no contract {name!r} (has: {', '.join(sorted(self._contracts))})"
+            ) from None
+
+    def __getattr__(self, name: str) -> Contract:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._contracts[name]
+        except KeyError:
+            raise AttributeError(f"the deployment has no contract {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._contracts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contracts)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._contracts)
+
+    def role(self, contract: str, role: str) -> bytes:
+        """The bytes32 value of a role constant, e.g. ``role("Membership", "AGGREGATOR_ROLE")``."""
+        return bytes(getattr(self.contract(contract).functions, role)().call())
+
+
+def _checksum(value: str, what: str) -> str:
+    if not is_address(value):
+        raise ValueError(f"{what} must be an address, got {value!r}")
+    return to_checksum_address(value)
+
+
+@dataclass
+class ProtocolParams:
+    """Deployment parameters of the private-chain protocol (amounts in token wei, times in s)."""
+
+    initial_supply: int = field(default=10_000_000 * TOKEN, metadata={"help": "LLS minted to the deployer"})
+    min_stake: int = field(default=100 * TOKEN, metadata={"help": "stake needed to join / aggregate"})
+    unbond_delay: int = field(default=3600, metadata={"help": "seconds between requestUnbond and withdraw"})
+    response_window: int = field(default=3600, metadata={"help": "seconds the aggregator has to complete unlearning"})
+    slash_amount: int = field(default=50 * TOKEN, metadata={"help": "slashed from an aggregator missing a deadline"})
+    orgs: Sequence[str] = field(default=(), metadata={"help": "org addresses that get test tokens"})
+    org_tokens: int = field(default=1_000 * TOKEN, metadata={"help": "test tokens sent to each org"})
+    reward_pool: int = field(default=100_000 * TOKEN, metadata={"help": "tokens put into Rounds' reward pool"})
+    governor: str | None = field(default=None, metadata={"help": "governor (default: the deployer)"})
+    aggregators: Sequence[str] | None = field(default=None, metadata={"help": "AGGREGATOR_ROLE holders (default: deployer)"})
+    relayers: Sequence[str] | None = field(default=None, metadata={"help": "RELAYER_ROLE holders (default: deployer)"})
+    default_aggregator: str | None = field(default=None, metadata={"help": "answerable for unacknowledged unlearning (default: first aggregator)"})
+    base_model_cid: bytes | None = field(default=None, metadata={"help": "bytes32 CID digest of version 0"})
+    network: str = field(default="in-process", metadata={"help": "network name written to the manifest"})
+
+    def __post_init__(self) -> None:
+        for name in ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
+                     "org_tokens", "reward_pool"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.response_window == 0:
+            raise ValueError("response_window must be > 0 seconds")
+        self.orgs = tuple(_checksum(a, "orgs[]") for a in self.orgs)
+        if self.governor is not None:
+            self.governor = _checksum(self.governor, "governor")
+        if self.aggregators is not None:
+            self.aggregators = tuple(_checksum(a, "aggregators[]") for a in self.aggregators)
+        if self.relayers is not None:
+            self.relayers = tuple(_checksum(a, "relayers[]") for a in self.relayers)
+        if self.default_aggregator is not None:
+            self.default_aggregator = _checksum(self.default_aggregator, "default_aggregator")
+        if self.base_model_cid is not None and len(self.base_model_cid) != 32:
+            raise ValueError(f"base_model_cid must be 32 bytes, got {len(self.base_model_cid)}")
+        needed = len(self.orgs) * self.org_tokens + self.reward_pool
+        if needed > self.initial_supply:
+            raise ValueError(
+                f"initial_supply {self.initial_supply} is less than the org tokens plus reward pool "
+                f"({needed}); raise initial_supply or lower org_tokens/reward_pool"
+            )
+
+    def manifest_params(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["orgs"] = list(self.orgs)
+        for key in ("aggregators", "relayers"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        if self.base_model_cid is not None:
+            out["base_model_cid"] = "0x" + self.base_model_cid.hex()
+        return out
+
+
+def _artifact_ref(build_dir: Path, name: str) -> str:
+    return str(Path(build_dir) / f"{name}.json")
+
+
+def deploy_protocol(
+    w3: Web3,
+    transactor: Transactor,
+    params: ProtocolParams | None = None,
+    *,
+    build_dir: Path = DEFAULT_BUILD_DIR,
+    manifest_path: Path | None = None,
+) -> Manifest:
+    """Deploy and wire the private-chain protocol from the build artifacts; returns its manifest.
+
+    Wiring (as ``scripts/deploy.py``): the registry reads contributions from Rounds
+    (``setRounds``); Rounds gets REGISTRAR on the registry; Unlearning gets REGISTRAR and
+    REVOKER on the registry and SLASHER on Staking; the aggregators and relayers get their
+    Membership roles; a default aggregator answers for unacknowledged unlearning requests; the
+    orgs receive test tokens and the reward pool is funded. The deployer must be the governor
+    for the role grants (it is unless ``params.governor`` says otherwise, in which case the
+    governor does the grants itself and this function only deploys).
+    """
+    params = params or ProtocolParams()
+    deployer = transactor.address
+    governor = params.governor or deployer
+    aggregators = tuple(params.aggregators) if params.aggregators is not None else (deployer,)
+    relayers = tuple(params.relayers) if params.relayers is not None else (deployer,)
+    artifacts = {name: load_artifact(name, build_dir) for name in PROTOCOL_CONTRACTS}
+
+    records: dict[str, ContractRecord] = {}
+    contracts: dict[str, Contract] = {}
+
+    def deploy(name: str, *args: Any) -> Contract:
+        contract, receipt = transactor.deploy_with_receipt(artifacts[name], *args)
+        records[name] = ContractRecord(contract.address, _artifact_ref(build_dir, name), receipt["blockNumber"])
+        contracts[name] = contract
+        return contract
+
+    token = deploy("LedgerToken", deployer, params.initial_supply)
+    staking = deploy("Staking", token.address, governor, params.unbond_delay)
+    membership = deploy("Membership", governor, staking.address, params.min_stake)
+    registry = deploy("ContributionRegistry", governor)
+    rounds = deploy("Rounds", governor, token.address, membership.address, registry.address)
+    unlearning = deploy("Unlearning", governor, membership.address, staking.address, registry.address,
+                        rounds.address, params.response_window, params.slash_amount)
+
+    if governor == deployer:
+        send = transactor.transact
+        registrar = registry.functions.REGISTRAR_ROLE().call()
+        revoker = registry.functions.REVOKER_ROLE().call()
+        slasher = staking.functions.SLASHER_ROLE().call()
+        if "setRounds" in _function_names(registry):
+            send(registry.functions.setRounds(rounds.address))
+        send(registry.functions.grantRole(registrar, rounds.address))
+        send(registry.functions.grantRole(registrar, unlearning.address))
+        send(registry.functions.grantRole(revoker, unlearning.address))
+        send(staking.functions.grantRole(slasher, unlearning.address))
+        aggregator_role = membership.functions.AGGREGATOR_ROLE().call()
+        relayer_role = membership.functions.RELAYER_ROLE().call()
+        for account in aggregators:
+            send(membership.functions.grantRole(aggregator_role, account))
+        for account in relayers:
+            send(membership.functions.grantRole(relayer_role, account))
+        default_aggregator = params.default_aggregator or (aggregators[0] if aggregators else None)
+        if default_aggregator is not None:
+            send(unlearning.functions.setDefaultAggregator(default_aggregator))
+        if params.base_model_cid is not None:
+            send(registry.functions.setBaseModel(params.base_model_cid))
+    else:
+        log.warning("deployer %s is not the governor %s: roles must be granted by the governor",
+                    deployer, governor)
+
+    for org in params.orgs:
+        if params.org_tokens:
+            transactor.transact(token.functions.transfer(org, params.org_tokens))
+    if params.reward_pool:
+        transactor.transact(token.functions.approve(rounds.address, params.reward_pool))
+        transactor.transact(rounds.functions.fundRewards(params.reward_pool))
+
+    manifest = Manifest(
+        chain_id=int(w3.eth.chain_id),
+        network=params.network,
+        deployer=deployer,
+        contracts=records,
+        params=params.manifest_params(),
+    )
+    if manifest_path is not None:
+        manifest.write(manifest_path)
+    log.info("deployed the protocol on chain %d: %s", manifest.chain_id,
+             ", ".join(f"{n}={r.address}" for n, r in records.items()))
+    return manifest
+
+
+def deploy_anchor(
+    w3: Web3,
+    transactor: Transactor,
+    relayer: str | Sequence[str],
+    *,
+    build_dir: Path = DEFAULT_BUILD_DIR,
+    governor: str | None = None,
+    network: str = "in-process",
+    manifest_path: Path | None = None,
+) -> Manifest:
+    """Deploy ``PublicAnchor`` (public chain), grant RELAYER_ROLE to ``relayer``; returns its manifest."""
+    relayers = (relayer,) if isinstance(relayer, str) else tuple(relayer)
+    relayers = tuple(_checksum(r, "relayer") for r in relayers)
+    governor = _checksum(governor, "governor") if governor else transactor.address
+    artifact = load_artifact(ANCHOR_CONTRACT, build_dir)
+    anchor, receipt = transactor.deploy_with_receipt(artifact, governor)
+    if governor == transactor.address:
+        role = anchor.functions.RELAYER_ROLE().call()
+        for account in relayers:
+            transactor.transact(anchor.functions.grantRole(role, account))
+    manifest = Manifest(
+        chain_id=int(w3.eth.chain_id),
+        network=network,
+        deployer=transactor.address,
+        contracts={ANCHOR_CONTRACT: ContractRecord(anchor.address, _artifact_ref(build_dir, ANCHOR_CONTRACT),
+                                                   receipt["blockNumber"])},
+        params={"governor": governor, "relayers": list(relayers)},
+    )
+    if manifest_path is not None:
+        manifest.write(manifest_path)
+    return manifest
+
+
+def _function_names(contract: Contract) -> set[str]:
+    return {str(item["name"]) for item in contract.abi if item.get("type") == "function"}

@@ -1,0 +1,472 @@
+"""A resumable, reorg-aware event scanner with idempotent delivery (the daemons' input).
+
+Structure after web3.py's "event scanner" example (persisted cursor, chunked ``eth_getLogs``,
+rescanning recent blocks for reorgs, shrinking the range on errors) and silverback's handler
+loop (handlers per event, failures counted, a circuit breaker).
+
+State lives in one SQLite file (WAL mode; several scanners may share it, keyed by ``name``):
+
+* ``cursor``     the highest block whose logs have been fetched, and that block's hash;
+* ``pending``    fetched logs that are not yet processed (raw log JSON, attempts, last error);
+* ``processed``  the ``(tx_hash, log_index)`` set of events a handler has completed;
+* ``dead``       events given up on after ``max_attempts`` handler failures.
+
+Fetched logs enter ``pending`` in the same SQLite transaction that moves the cursor past their
+block, so a crash between two steps can neither lose an event (it stays pending and is
+delivered again) nor deliver a processed one twice (the processed set is checked on insert
+and on delivery). Delivery is therefore at-least-once for unprocessed events and never again
+for processed ones; handlers should still be idempotent for the window between their side
+effect and ``mark_processed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.datastructures import AttributeDict
+from web3.exceptions import BlockNotFound
+
+from orchestrator.chain.artifacts import contract_name
+from orchestrator.chain.errors import ChainError, ScannerHaltedError
+from orchestrator.chain.retry import retry
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cursor (
+    scanner TEXT PRIMARY KEY, block INTEGER NOT NULL, block_hash TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    scanner TEXT NOT NULL, tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL,
+    log_json TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+    PRIMARY KEY (scanner, tx_hash, log_index));
+CREATE TABLE IF NOT EXISTS processed (
+    scanner TEXT NOT NULL, tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL,
+    processed_at REAL NOT NULL, PRIMARY KEY (scanner, tx_hash, log_index));
+CREATE TABLE IF NOT EXISTS dead (
+    scanner TEXT NOT NULL, tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL,
+    log_json TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, failed_at REAL NOT NULL,
+    PRIMARY KEY (scanner, tx_hash, log_index));
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded contract event, as handed to handlers."""
+
+    block: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    contract: str  # registered contract name (Protocol / Transactor.deploy) or its address
+    address: str
+    name: str
+    args: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identity of the event in the processed set."""
+        return (self.tx_hash, self.log_index)
+
+
+@dataclass
+class ScannerStats:
+    """Counters of one scanner instance (since it was created)."""
+
+    log_requests: int = 0
+    range_shrinks: int = 0
+    reorgs: int = 0
+    delivered: int = 0
+    handler_failures: int = 0
+    dead_lettered: int = 0
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, AttributeDict | dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, HexBytes):
+        return bytes(value)
+    return value
+
+
+def _hex(value: Any) -> str:
+    return HexBytes(value).to_0x_hex()
+
+
+class EventScanner:
+    """Delivers the events ``contract_events`` = [(contract, event name), ...] exactly once each.
+
+    ``confirmations`` keeps the scanner that many blocks behind the head (blocks that deep are
+    unlikely to be reorganised); ``reorg_depth`` is how far it rewinds when the block under its
+    cursor has changed. ``start_block`` is where a new state starts (a deployment block).
+    ``max_attempts`` handler failures dead-letter an event; ``breaker_threshold`` consecutive
+    failures stop :meth:`run` with :class:`ScannerHaltedError`.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        contract_events: Sequence[tuple[Contract, str]],
+        state_db: Path,
+        name: str,
+        confirmations: int = 0,
+        chunk_size: int = 1000,
+        reorg_depth: int = 10,
+        *,
+        start_block: int = 0,
+        max_attempts: int = 3,
+        breaker_threshold: int = 5,
+        rpc_attempts: int = 3,
+        rpc_backoff: float = 0.25,
+    ) -> None:
+        if not contract_events:
+            raise ValueError("contract_events is empty: give at least one (contract, event name)")
+        for label, val, low in (("confirmations", confirmations, 0), ("chunk_size", chunk_size, 1),
+                                ("reorg_depth", reorg_depth, 0), ("start_block", start_block, 0),
+                                ("max_attempts", max_attempts, 1), ("breaker_threshold", breaker_threshold, 1)):
+            if val < low:
+                raise ValueError(f"{label} must be >= {low}, got {val}")
+        if not name:
+            raise ValueError("scanner name must be non-empty (it keys the state in the database)")
+        self.w3 = w3
+        self.name = name
+        self.confirmations = confirmations
+        self.chunk_size = chunk_size
+        self.reorg_depth = reorg_depth
+        self.start_block = start_block
+        self.max_attempts = max_attempts
+        self.breaker_threshold = breaker_threshold
+        self.rpc_attempts = rpc_attempts
+        self.rpc_backoff = rpc_backoff
+        self.stats = ScannerStats()
+        self._lock = threading.RLock()
+        self._chunk = chunk_size
+
+        # (address, topic0) -> (contract, event name); an event name may repeat across contracts.
+        self._routes: dict[tuple[str, str], tuple[Contract, str]] = {}
+        for contract, event_name in contract_events:
+            abis = [e for e in contract.abi if e.get("type") == "event" and e.get("name") == event_name]
+            if not abis:
+                raise ValueError(
+                    f"contract at {contract.address} has no event {event_name!r} in its ABI "
+                    f"(events: {sorted({e['name'] for e in contract.abi if e.get('type') == 'event'})})"
+                )
+            for abi in abis:
+                topic = "0x" + event_abi_to_log_topic(abi).hex()  # type: ignore[arg-type]
+                self._routes[(to_checksum_address(contract.address), topic)] = (contract, event_name)
+        self._addresses = sorted({a for a, _ in self._routes})
+        self._topics = sorted({t for _, t in self._routes})
+
+        self.state_db = Path(state_db)
+        self.state_db.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.state_db, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    # -- database --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EventScanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def cursor(self) -> tuple[int, str] | None:
+        """``(block, block hash)`` of the last fetched block, or None before the first poll."""
+        row = self._db.execute("SELECT block, block_hash FROM cursor WHERE scanner=?", (self.name,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def _set_cursor(self, block: int, block_hash: str) -> None:
+        self._db.execute(
+            "INSERT INTO cursor(scanner, block, block_hash, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(scanner) DO UPDATE SET block=excluded.block, block_hash=excluded.block_hash, "
+            "updated_at=excluded.updated_at",
+            (self.name, block, block_hash, time.time()),
+        )
+
+    def is_processed(self, event: Event) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM processed WHERE scanner=? AND tx_hash=? AND log_index=?",
+            (self.name, event.tx_hash, event.log_index),
+        ).fetchone()
+        return row is not None
+
+    def processed_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM processed WHERE scanner=?", (self.name,)).fetchone()[0])
+
+    def dead_letters(self) -> list[tuple[Event, int, str]]:
+        """Events given up on: ``(event, attempts, last error)``."""
+        rows = self._db.execute(
+            "SELECT log_json, attempts, last_error FROM dead WHERE scanner=? ORDER BY block, log_index",
+            (self.name,),
+        ).fetchall()
+        return [(self._decode(json.loads(r[0])), int(r[1]), str(r[2])) for r in rows]
+
+    # -- chain access ----------------------------------------------------------------------
+
+    def _rpc(self, fn: Callable[[], Any], what: str) -> Any:
+        return retry(fn, self.rpc_attempts, self.rpc_backoff, what=what)
+
+    def _block_hash(self, number: int) -> str | None:
+        try:
+            block = self._rpc(lambda: self.w3.eth.get_block(number), f"eth_getBlockByNumber({number})")
+        except BlockNotFound:
+            return None
+        return _hex(block["hash"])
+
+    def _get_logs(self, start: int, end: int) -> list[Any]:
+        self.stats.log_requests += 1
+        self.stats.ranges.append((start, end))
+        params = {"fromBlock": start, "toBlock": end, "address": self._addresses, "topics": [self._topics]}
+        return list(self._rpc(lambda: self.w3.eth.get_logs(params), f"eth_getLogs({start}..{end})"))  # type: ignore[arg-type]
+
+    def _chunks(self, start: int, end: int) -> Iterator[tuple[int, list[Any]]]:
+        """``(chunk end, logs)`` over ``start..end``; halves the range when the node refuses it."""
+        pos = start
+        while pos <= end:
+            stop = min(end, pos + self._chunk - 1)
+            try:
+                logs = self._get_logs(pos, stop)
+            except Exception as exc:  # too many results / range too large / timeouts: shrink
+                if self._chunk == 1:
+                    raise ChainError(
+                        f"scanner {self.name}: eth_getLogs for block {pos} failed even for a single "
+                        f"block: {type(exc).__name__}: {exc}"
+                    ) from exc
+                self._chunk = max(1, self._chunk // 2)
+                self.stats.range_shrinks += 1
+                log.warning("scanner %s: eth_getLogs(%d..%d) failed (%s); retrying with %d-block ranges",
+                            self.name, pos, stop, exc, self._chunk)
+                continue
+            yield stop, logs
+            pos = stop + 1
+            if self._chunk < self.chunk_size:  # grow back after a success
+                self._chunk = min(self.chunk_size, self._chunk * 2)
+
+    # -- decoding --------------------------------------------------------------------------
+
+    @staticmethod
+    def _log_to_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "address": to_checksum_address(entry["address"]),
+            "topics": [_hex(t) for t in entry["topics"]],
+            "data": _hex(entry["data"]),
+            "blockNumber": int(entry["blockNumber"]),
+            "blockHash": _hex(entry["blockHash"]),
+            "transactionHash": _hex(entry["transactionHash"]),
+            "transactionIndex": int(entry["transactionIndex"]),
+            "logIndex": int(entry["logIndex"]),
+        }
+
+    def _decode(self, raw: Mapping[str, Any]) -> Event:
+        route = self._routes.get((raw["address"], raw["topics"][0] if raw["topics"] else ""))
+        if route is None:
+            raise ChainError(f"scanner {self.name}: no route for log {raw} (state from another configuration?)")
+        contract, event_name = route
+        entry = AttributeDict({
+            **raw,
+            "topics": [HexBytes(t) for t in raw["topics"]],
+            "data": HexBytes(raw["data"]),
+            "blockHash": HexBytes(raw["blockHash"]),
+            "transactionHash": HexBytes(raw["transactionHash"]),
+        })
+        decoded = contract.events[event_name]().process_log(entry)
+        return Event(
+            block=raw["blockNumber"],
+            block_hash=raw["blockHash"],
+            tx_hash=raw["transactionHash"],
+            log_index=raw["logIndex"],
+            contract=contract_name(self.w3, raw["address"]) or raw["address"],
+            address=raw["address"],
+            name=event_name,
+            args=_plain(decoded["args"]),
+        )
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def _check_reorg(self, cursor: tuple[int, str] | None, target: int) -> tuple[int, str] | None:
+        """Rewind ``reorg_depth`` blocks when the cursor's block is no longer canonical."""
+        if cursor is None:
+            return None
+        block, stored_hash = cursor
+        if self._block_hash(block) == stored_hash:
+            return cursor
+        self.stats.reorgs += 1
+        new_block = min(block - self.reorg_depth, target)
+        log.warning("scanner %s: block %d changed (reorg); rescanning from block %d",
+                    self.name, block, max(new_block + 1, self.start_block))
+        with self._tx():
+            self._db.execute("DELETE FROM pending WHERE scanner=? AND block>?", (self.name, new_block))
+            if new_block < self.start_block:
+                self._db.execute("DELETE FROM cursor WHERE scanner=?", (self.name,))
+                return None
+            new_hash = self._block_hash(new_block)
+            if new_hash is None:
+                self._db.execute("DELETE FROM cursor WHERE scanner=?", (self.name,))
+                return None
+            self._set_cursor(new_block, new_hash)
+        return (new_block, new_hash)
+
+    def poll(self) -> list[Event]:
+        """Fetch new logs up to ``head - confirmations`` and return every unprocessed event.
+
+        The result is in chain order (block, log index) and includes events fetched earlier
+        whose handler has not completed yet (they are re-delivered until marked processed or
+        dead-lettered).
+        """
+        with self._lock:
+            head = int(self._rpc(lambda: self.w3.eth.block_number, "eth_blockNumber"))
+            target = head - self.confirmations
+            cursor = self._check_reorg(self.cursor(), target)
+            start = cursor[0] + 1 if cursor else self.start_block
+            if target >= start:
+                for chunk_end, logs in self._chunks(start, target):
+                    chunk_hash = self._block_hash(chunk_end)
+                    if chunk_hash is None:  # the head moved back under us; next poll rescans
+                        break
+                    with self._tx():
+                        for entry in logs:
+                            raw = self._log_to_json(entry)
+                            self._db.execute(
+                                "INSERT OR IGNORE INTO pending(scanner, tx_hash, log_index, block, log_json) "
+                                "SELECT ?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM processed WHERE "
+                                "scanner=? AND tx_hash=? AND log_index=?)",
+                                (self.name, raw["transactionHash"], raw["logIndex"], raw["blockNumber"],
+                                 json.dumps(raw), self.name, raw["transactionHash"], raw["logIndex"]),
+                            )
+                        self._set_cursor(chunk_end, chunk_hash)
+            rows = self._db.execute(
+                "SELECT log_json FROM pending WHERE scanner=? AND block<=? ORDER BY block, log_index",
+                (self.name, target),
+            ).fetchall()
+            events = [self._decode(json.loads(r[0])) for r in rows]
+            self.stats.delivered += len(events)
+            return events
+
+    def mark_processed(self, event: Event) -> None:
+        """Record that ``event`` was handled; it will never be delivered again (persisted)."""
+        with self._lock, self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO processed(scanner, tx_hash, log_index, block, processed_at) "
+                "VALUES (?,?,?,?,?)",
+                (self.name, event.tx_hash, event.log_index, event.block, time.time()),
+            )
+            self._db.execute("DELETE FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
+                             (self.name, event.tx_hash, event.log_index))
+
+    def record_failure(self, event: Event, error: BaseException) -> bool:
+        """Count a handler failure; returns True when the event was dead-lettered."""
+        message = f"{type(error).__name__}: {error}"[:2000]
+        with self._lock, self._tx():
+            self.stats.handler_failures += 1
+            self._db.execute(
+                "UPDATE pending SET attempts=attempts+1, last_error=? WHERE scanner=? AND tx_hash=? AND log_index=?",
+                (message, self.name, event.tx_hash, event.log_index),
+            )
+            row = self._db.execute(
+                "SELECT attempts, log_json FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
+                (self.name, event.tx_hash, event.log_index),
+            ).fetchone()
+            if row is None or int(row[0]) < self.max_attempts:
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead(scanner, tx_hash, log_index, block, log_json, attempts, "
+                "last_error, failed_at) VALUES (?,?,?,?,?,?,?,?)",
+                (self.name, event.tx_hash, event.log_index, event.block, row[1], int(row[0]), message, time.time()),
+            )
+            self._db.execute("DELETE FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
+                             (self.name, event.tx_hash, event.log_index))
+            self.stats.dead_lettered += 1
+            log.error("scanner %s: giving up on %s.%s at block %d tx %s after %d attempts: %s",
+                      self.name, event.contract, event.name, event.block, event.tx_hash, row[0], message)
+            return True
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(
+        self,
+        handlers: Mapping[str, Callable[[Event], Any]],
+        stop: threading.Event,
+        poll_interval: float = 2.0,
+    ) -> ScannerStats:
+        """Poll and dispatch until ``stop`` is set; returns the counters.
+
+        Handlers are looked up by ``"Contract.Event"`` first, then by ``"Event"``; events with no
+        handler are marked processed. Events are handled in chain order: after a failure the
+        rest of the batch waits for the next poll (so a handler never sees a later event before
+        an earlier one), unless the failure dead-lettered the event. ``breaker_threshold``
+        consecutive failures raise :class:`ScannerHaltedError`. A node that does not answer is
+        logged and polled again; it does not count as a handler failure.
+        """
+        consecutive = 0
+        while not stop.is_set():
+            try:
+                events = self.poll()
+            except ChainError as exc:
+                log.warning("scanner %s: poll failed: %s", self.name, exc)
+                stop.wait(poll_interval)
+                continue
+            for event in events:
+                if stop.is_set():
+                    break
+                handler = handlers.get(f"{event.contract}.{event.name}") or handlers.get(event.name)
+                if handler is None:
+                    self.mark_processed(event)
+                    continue
+                try:
+                    handler(event)
+                except Exception as exc:  # a handler boundary: count, record, keep the daemon up
+                    consecutive += 1
+                    log.exception("scanner %s: handler for %s.%s failed at block %d (failure %d in a row)",
+                                  self.name, event.contract, event.name, event.block, consecutive)
+                    dead = self.record_failure(event, exc)
+                    if consecutive >= self.breaker_threshold:
+                        raise ScannerHaltedError(
+                            f"scanner {self.name}: {consecutive} consecutive handler failures, the last "
+                            f"on {event.contract}.{event.name} (block {event.block}, tx {event.tx_hash}): "
+                            f"{type(exc).__name__}: {exc}; fix the cause and restart (state is kept in "
+                            f"{self.state_db})"
+                        ) from exc
+                    if dead:
+                        continue
+                    break
+                self.mark_processed(event)
+                consecutive = 0
+            stop.wait(poll_interval)
+        return self.stats
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,240 @@
+"""Shared fixtures of the contract tests (brownie against anvil).
+
+Accounts: ``gov`` (accounts[0]) governs every contract, ``aggregator`` holds AGGREGATOR_ROLE and
+the minimum stake, ``relayer`` holds RELAYER_ROLE, ``orgs`` are four staked member organisations,
+``outsider`` holds tokens but never joined, ``rando`` holds nothing. Every test runs in its own
+snapshot (autouse ``fn_isolation``), so module-scoped deployments are shared cheaply.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brownie import (
+    ContributionRegistry,
+    LedgerToken,
+    Membership,
+    PublicAnchor,
+    Rounds,
+    Staking,
+    Unlearning,
+    accounts,
+    chain,
+)
+from eth_utils import keccak
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TOKEN = 10**18
+SUPPLY = 1_000_000 * TOKEN
+MIN_STAKE = 100 * TOKEN
+UNBOND_DELAY = 7 * 24 * 3600
+RESPONSE_WINDOW = 3 * 24 * 3600
+SLASH_AMOUNT = 50 * TOKEN
+ORG_TOKENS = 10_000 * TOKEN
+REWARD_POOL = 50_000 * TOKEN
+ROUND_SECONDS = 3600
+ZERO32 = b"\x00" * 32
+
+
+def b32(label: str) -> bytes:
+    """A distinct, reproducible bytes32 for a label (stand-in CID digests, keys, reasons)."""
+    return keccak(text=label)
+
+
+@pytest.fixture(autouse=True)
+def isolation(fn_isolation: Any) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def gov() -> Any:
+    return accounts[0]
+
+
+@pytest.fixture(scope="module")
+def aggregator() -> Any:
+    return accounts[1]
+
+
+@pytest.fixture(scope="module")
+def relayer() -> Any:
+    return accounts[2]
+
+
+@pytest.fixture(scope="module")
+def orgs() -> list[Any]:
+    return [accounts[3], accounts[4], accounts[5], accounts[6]]
+
+
+@pytest.fixture(scope="module")
+def outsider() -> Any:
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def rando() -> Any:
+    return accounts[8]
+
+
+@pytest.fixture(scope="module")
+def token(gov: Any) -> Any:
+    return LedgerToken.deploy(gov, SUPPLY, {"from": gov})
+
+
+@pytest.fixture(scope="module")
+def staking(token: Any, gov: Any) -> Any:
+    return Staking.deploy(token, gov, UNBOND_DELAY, {"from": gov})
+
+
+@pytest.fixture(scope="module")
+def membership(staking: Any, gov: Any) -> Any:
+    return Membership.deploy(gov, staking, MIN_STAKE, {"from": gov})
+
+
+@pytest.fixture(scope="module")
+def registry(gov: Any) -> Any:
+    return ContributionRegistry.deploy(gov, {"from": gov})
+
+
+@pytest.fixture(scope="module")
+def rounds(gov: Any, token: Any, membership: Any, registry: Any) -> Any:
+    r = Rounds.deploy(gov, token, membership, registry, {"from": gov})
+    registry.setRounds(r, {"from": gov})
+    registry.grantRole(registry.REGISTRAR_ROLE(), r, {"from": gov})
+    return r
+
+
+@pytest.fixture(scope="module")
+def unlearning(gov: Any, membership: Any, staking: Any, registry: Any, rounds: Any) -> Any:
+    u = Unlearning.deploy(
+        gov, membership, staking, registry, rounds, RESPONSE_WINDOW, SLASH_AMOUNT, {"from": gov}
+    )
+    registry.grantRole(registry.REGISTRAR_ROLE(), u, {"from": gov})
+    registry.grantRole(registry.REVOKER_ROLE(), u, {"from": gov})
+    staking.grantRole(staking.SLASHER_ROLE(), u, {"from": gov})
+    return u
+
+
+@pytest.fixture(scope="module")
+def anchor(gov: Any, relayer: Any) -> Any:
+    a = PublicAnchor.deploy(gov, {"from": gov})
+    a.grantRole(a.RELAYER_ROLE(), relayer, {"from": gov})
+    return a
+
+
+@pytest.fixture(scope="module")
+def funded(token: Any, gov: Any, aggregator: Any, orgs: list[Any], outsider: Any) -> None:
+    """Tokens for the aggregator, the orgs and the outsider."""
+    for account in [aggregator, *orgs, outsider]:
+        token.transfer(account, ORG_TOKENS, {"from": gov})
+
+
+@pytest.fixture(scope="module")
+def stake_for(token: Any, staking: Any) -> Callable[[Any, int], Any]:
+    """Factory: approve and stake ``amount`` for ``account``; returns the stake transaction."""
+
+    def _stake(account: Any, amount: int) -> Any:
+        token.approve(staking, amount, {"from": account})
+        return staking.stake(amount, {"from": account})
+
+    return _stake
+
+
+@pytest.fixture(scope="module")
+def members(
+    funded: None, membership: Any, stake_for: Callable[[Any, int], Any], orgs: list[Any]
+) -> list[Any]:
+    """The orgs, staked and joined with keys ``b32('key:<address>')``."""
+    for org in orgs:
+        stake_for(org, MIN_STAKE)
+        membership.join(b32(f"key:{org.address}"), f"ipfs://meta/{org.address}", {"from": org})
+    return orgs
+
+
+@pytest.fixture(scope="module")
+def staked_aggregator(
+    funded: None, membership: Any, stake_for: Callable[[Any, int], Any], aggregator: Any, gov: Any
+) -> Any:
+    membership.grantRole(membership.AGGREGATOR_ROLE(), aggregator, {"from": gov})
+    stake_for(aggregator, MIN_STAKE)
+    return aggregator
+
+
+@pytest.fixture(scope="module")
+def pool(token: Any, rounds: Any, gov: Any) -> int:
+    """The reward pool funded with REWARD_POOL tokens by the governor."""
+    token.approve(rounds, REWARD_POOL, {"from": gov})
+    rounds.fundRewards(REWARD_POOL, {"from": gov})
+    return REWARD_POOL
+
+
+@pytest.fixture(scope="module")
+def protocol(
+    token: Any,
+    staking: Any,
+    membership: Any,
+    registry: Any,
+    rounds: Any,
+    unlearning: Any,
+    members: list[Any],
+    staked_aggregator: Any,
+    pool: int,
+) -> dict[str, Any]:
+    """The wired private-chain protocol with members, a staked aggregator and a funded pool."""
+    return {
+        "token": token,
+        "staking": staking,
+        "membership": membership,
+        "registry": registry,
+        "rounds": rounds,
+        "unlearning": unlearning,
+    }
+
+
+@pytest.fixture(scope="module")
+def open_round(rounds: Any, staked_aggregator: Any) -> Callable[..., int]:
+    """Factory: the aggregator opens a round (deadline ROUND_SECONDS ahead); returns its id."""
+
+    def _open(budget: int = 0, config: str = "config", seconds: int = ROUND_SECONDS) -> int:
+        deadline = chain.time() + seconds
+        tx = rounds.openRound(b32(config), deadline, budget, {"from": staked_aggregator})
+        return int(tx.return_value)
+
+    return _open
+
+
+@pytest.fixture(scope="module")
+def submit(rounds: Any) -> Callable[..., Any]:
+    """Factory: ``org`` submits to ``round_id`` with CID/commitment derived from (round, org)."""
+
+    def _submit(round_id: int, org: Any, num_samples: int = 100) -> Any:
+        cid = b32(f"adapter:{round_id}:{org.address}")
+        commitment = b32(f"data:{round_id}:{org.address}")
+        return rounds.submitUpdate(round_id, cid, num_samples, commitment, {"from": org})
+
+    return _submit
+
+
+@pytest.fixture(scope="module")
+def finalized_round(
+    protocol: dict[str, Any], open_round: Callable[..., int], submit: Callable[..., Any], staked_aggregator: Any
+) -> Callable[..., int]:
+    """Factory: a round in which ``orgs`` submitted, closed and finalized with ``rewards_root``."""
+
+    def _make(orgs: list[Any], rewards_root: bytes = ZERO32, budget: int = 0, model: str = "model") -> int:
+        rounds = protocol["rounds"]
+        rid = open_round(budget)
+        for org in orgs:
+            submit(rid, org)
+        rounds.closeRound(rid, {"from": staked_aggregator})
+        rounds.finalizeRound(rid, b32(f"{model}:{rid}"), rewards_root, b32(f"metrics:{rid}"), {"from": staked_aggregator})
+        return rid
+
+    return _make
