@@ -95,7 +95,7 @@ def drive(daemons: Sequence[Daemon], done: Callable[[], bool], *, max_ticks: int
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
-    console = console or Console(quiet=cfg.quiet)
+    console = console or Console(quiet=cfg.quiet, width=max(Console().width, 120))
     started = time.perf_counter()
     out = Path(cfg.out)
     state = out / "state"

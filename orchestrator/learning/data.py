@@ -30,7 +30,7 @@ _TOPIC_FOLDERS = {"sport": "sports"}
 MIN_CHARS = 40
 """Texts shorter than this carry too few tokens to train or evaluate on."""
 NUM_CANARIES = 3
-PUBLIC_PER_TOPIC = 40
+PUBLIC_PER_TOPIC = 100
 """The first articles (by file name) of every BBC topic are "public": the tiny test model's
 tokenizer and warm-up pre-training read them, and no org ever owns them.  Keeping them out of
 the orgs' splits keeps the membership-inference test honest (a held-out article must never have

@@ -184,10 +184,10 @@ class TinySpec:
     num_key_value_heads: int = 4
     max_position_embeddings: int = 512
     seed: int = 0
-    public_articles_per_topic: int = 40
+    public_articles_per_topic: int = 100
     # Warm-up pre-training on the public slice: a purely random Llama has near-uniform logits
     # that a LoRA on q/v cannot move, so fine-tuning (and hence forgetting) would be invisible.
-    warmup_steps: int = 200
+    warmup_steps: int = 400
     warmup_batch: int = 16
     warmup_seq_len: int = 64
     warmup_lr: float = 3e-3

@@ -132,6 +132,13 @@ def save_peft(peft_model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
     try:
         peft_model.save_pretrained(str(tmp))
         (tmp / "README.md").unlink(missing_ok=True)  # peft's model card: boilerplate, not data
+        # The stable model id, not this machine's folder: the config is what travels through
+        # storage (the meta file does not), and a local path would leak into shared adapters.
+        if meta.get("base_model"):
+            config_path = tmp / "adapter_config.json"
+            config = json.loads(config_path.read_text())
+            config["base_model_name_or_path"] = str(meta["base_model"])
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         replace_dir(tmp, out_dir)
     except BaseException:

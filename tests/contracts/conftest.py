@@ -40,12 +40,30 @@ SLASH_AMOUNT = 50 * TOKEN
 ORG_TOKENS = 10_000 * TOKEN
 REWARD_POOL = 50_000 * TOKEN
 ROUND_SECONDS = 3600
-ZERO32 = b"\x00" * 32
+ZERO32 = "0x" + "00" * 32
 
 
-def b32(label: str) -> bytes:
-    """A distinct, reproducible bytes32 for a label (stand-in CID digests, keys, reasons)."""
-    return keccak(text=label)
+def b32(label: str) -> str:
+    """A distinct, reproducible bytes32 (0x-hex) for a label (stand-in CID digests, keys, reasons)."""
+    return "0x" + keccak(text=label).hex()
+
+
+def plain(value: Any) -> Any:
+    """A call's return value as plain Python (tuples, int, bool, 0x-hex str, checksum address).
+
+    brownie 1.22 (compiled with mypyc) cannot compare its ReturnValue / Wei with plain tuples.
+    """
+    if isinstance(value, (list, tuple)):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if hasattr(value, "address"):
+        return str(value.address)
+    return str(value)
 
 
 @pytest.fixture(autouse=True)
@@ -228,13 +246,40 @@ def finalized_round(
 ) -> Callable[..., int]:
     """Factory: a round in which ``orgs`` submitted, closed and finalized with ``rewards_root``."""
 
-    def _make(orgs: list[Any], rewards_root: bytes = ZERO32, budget: int = 0, model: str = "model") -> int:
+    def _make(orgs: list[Any], rewards_root: str = ZERO32, budget: int = 0, model: str = "model") -> int:
         rounds = protocol["rounds"]
         rid = open_round(budget)
         for org in orgs:
             submit(rid, org)
         rounds.closeRound(rid, {"from": staked_aggregator})
-        rounds.finalizeRound(rid, b32(f"{model}:{rid}"), rewards_root, b32(f"metrics:{rid}"), {"from": staked_aggregator})
+        rounds.finalizeRound(
+            rid, b32(f"{model}:{rid}"), rewards_root, b32(f"metrics:{rid}"), {"from": staked_aggregator}
+        )
         return rid
 
     return _make
+
+
+def err(name: str, *args: Any) -> str:
+    """The revert string brownie 1.22 decodes for custom error ``name(args...)``.
+
+    brownie prints ``Name: a, b`` with each decoded value's ``str``: addresses lower-case hex,
+    bytes32 as a Python bytes literal, enums and integers as decimal, booleans as True/False.
+    """
+    parts = []
+    for a in args:
+        if hasattr(a, "address"):
+            a = a.address
+        if isinstance(a, (bytes, bytearray)):
+            a = "0x" + bytes(a).hex()
+        if isinstance(a, str) and a.startswith("0x") and len(a) == 42:
+            parts.append(a.lower())
+        elif isinstance(a, str) and a.startswith("0x") and len(a) == 66:
+            parts.append(str(bytes.fromhex(a[2:])))
+        elif isinstance(a, bool):
+            parts.append(str(a))
+        elif isinstance(a, int):
+            parts.append(str(int(a)))
+        else:
+            parts.append(str(a))
+    return f"{name}: {', '.join(parts)}"

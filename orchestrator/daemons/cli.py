@@ -1,0 +1,227 @@
+"""Sub-commands ``demo``, ``daemon`` and ``deploy``.
+
+``daemon`` runs one role as its own OS process against any JSON-RPC chain (anvil, geth, a
+testnet); keys come from the environment or a keystore, never from flags or files in the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+ROLES = ("trainer", "aggregator", "unlearner", "relayer")
+DEFAULT_STATE = Path(os.environ.get("ORCH_CACHE_DIR", Path.home() / ".cache" / "ledgerlora")) / "daemons"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = sub.add_parser(
+        "demo",
+        help="a whole consortium on two in-process chains: train, reward, unlearn, anchor, report",
+        description=(
+            "Deploys the protocol on an in-process private chain and the anchor on a public one, "
+            "onboards one org per BBC News topic, runs ROUNDS training rounds with the trainer, "
+            "aggregator, unlearning and relayer daemons, lets one org exercise its right to be "
+            "forgotten, checks the receipt by re-deriving the model, anchors the records and writes "
+            "OUT/report.json and OUT/report.png."
+        ),
+    )
+    demo.add_argument("--model", default="smollm2", help="tiny | smollm2 | a local HF folder (default smollm2)")
+    demo.add_argument("--orgs", type=int, default=5, help="number of orgs, one per topic (2-5, default 5)")
+    demo.add_argument("--rounds", type=int, default=2, help="training rounds (default 2)")
+    demo.add_argument("--unlearn", default="sport", help="the org (topic) that asks to be forgotten (default sport)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps per org and round (default per model)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of data splits and training (default 0)")
+    demo.add_argument("--out", default="out/demo", help="folder for the report, plots and state (default out/demo)")
+    demo.set_defaults(func=_demo)
+
+    dep = sub.add_parser(
+        "deploy",
+        help="deploy the protocol (and optionally the anchor) from the build artifacts over JSON-RPC",
+        description="Deploys with the key in $ORCH_PRIVATE_KEY (or $ORCH_KEYSTORE + $ORCH_KEYSTORE_PASSWORD) "
+        "and writes deployments/<chainid>.json. For brownie users: `brownie run scripts/deploy.py` does the same.",
+    )
+    dep.add_argument("--rpc-url", default=os.environ.get("ORCH_RPC_URL"), help="JSON-RPC URL (env ORCH_RPC_URL)")
+    dep.add_argument("--aggregator", action="append", default=None, help="address given AGGREGATOR_ROLE (repeatable)")
+    dep.add_argument("--relayer", action="append", default=None, help="address given RELAYER_ROLE (repeatable)")
+    dep.add_argument("--org", action="append", default=[], help="address that receives test tokens (repeatable)")
+    dep.add_argument("--anchor-rpc-url", default=None, help="also deploy PublicAnchor on this chain")
+    dep.add_argument("--out-dir", default="deployments", help="where manifests are written (default deployments/)")
+    dep.set_defaults(func=_deploy)
+
+    d = sub.add_parser(
+        "daemon",
+        help="run one daemon (trainer, aggregator, unlearner, relayer) against a JSON-RPC chain",
+        description=(
+            "Runs one role until interrupted. Signing key: $ORCH_PRIVATE_KEY or $ORCH_KEYSTORE with "
+            "$ORCH_KEYSTORE_PASSWORD (brownie keystore). X25519 encryption key: $ORCH_ENC_KEY (hex) or "
+            "STATE_DIR/x25519.key (created with mode 0600 on first start). Storage: $ORCH_IPFS_API for a "
+            "Kubo node, else the embedded blockstore in $ORCH_IPFS_DIR (share it between daemons on one machine)."
+        ),
+    )
+    d.add_argument("--role", choices=ROLES, required=True)
+    d.add_argument("--rpc-url", default=os.environ.get("ORCH_RPC_URL"), help="private chain JSON-RPC URL (env ORCH_RPC_URL)")
+    d.add_argument("--manifest", default=None, help="deployment manifest (default deployments/<chainid>.json)")
+    d.add_argument("--state-dir", default=None, help=f"cursor, keys and work files (default {DEFAULT_STATE}/ROLE-ADDR)")
+    d.add_argument("--confirmations", type=int, default=int(os.environ.get("ORCH_CONFIRMATIONS", "0")),
+                   help="blocks to wait before acting on an event (env ORCH_CONFIRMATIONS, default 0)")
+    d.add_argument("--poll-interval", type=float, default=0.5, help="seconds between polls (default 0.5)")
+    d.add_argument("--org", default=None, help="trainer: the org's BBC topic (its data)")
+    d.add_argument("--data", default=None, help="trainer: a folder of .txt/.jsonl files instead of a topic")
+    d.add_argument("--join", action="store_true", help="trainer: stake the minimum and join if not yet a member")
+    d.add_argument("--model", default="smollm2", help="aggregator: model of the rounds it opens (default smollm2)")
+    d.add_argument("--rounds", type=int, default=1, help="aggregator: rounds to run (default 1)")
+    d.add_argument("--steps", type=int, default=8, help="aggregator: training steps per round (default 8)")
+    d.add_argument("--duration", type=int, default=3600, help="aggregator: seconds a round stays open")
+    d.add_argument("--budget", type=float, default=1000.0, help="aggregator: reward budget per round in LLS")
+    d.add_argument("--public-rpc-url", default=os.environ.get("ORCH_PUBLIC_RPC_URL"), help="relayer: public chain URL")
+    d.add_argument("--anchor-manifest", default=None, help="relayer: PublicAnchor manifest")
+    d.add_argument("--interval", type=float, default=10.0, help="relayer: seconds between anchors (default 10)")
+    d.set_defaults(func=_daemon)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from orchestrator.daemons.demo import demo_config_from_args, run_demo
+
+    result = run_demo(demo_config_from_args(args))
+    print(f"report written to {result.report_path}")
+    ok = result.report["unlearning"]["rederived_matches"]
+    anchors = result.report["anchor"]
+    ok = ok and anchors["proofs_verified_on_public_chain"] == anchors["records"]
+    return 0 if ok else 1
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from orchestrator.chain.artifacts import Manifest
+    from orchestrator.chain.connection import connect
+    from orchestrator.chain.contracts import ProtocolParams, deploy_anchor, deploy_protocol
+    from orchestrator.chain.signer import load_signer
+    from orchestrator.chain.tx import Transactor
+
+    if not args.rpc_url:
+        raise ConfigError("deploy needs --rpc-url or ORCH_RPC_URL (the in-process chain lives only inside `demo`)")
+    w3 = connect(args.rpc_url)
+    account = load_signer()
+    params = ProtocolParams(orgs=args.org, aggregators=args.aggregator, relayers=args.relayer, network=args.rpc_url)
+    out = Path(args.out_dir)
+    manifest = deploy_protocol(w3, Transactor(w3, account), params,
+                               manifest_path=Manifest.path_for(int(w3.eth.chain_id), out))
+    print(json.dumps({n: r.address for n, r in manifest.contracts.items()}, indent=1))
+    if args.anchor_rpc_url:
+        pw3 = connect(args.anchor_rpc_url)
+        am = deploy_anchor(pw3, Transactor(pw3, account), args.relayer or [account.address],
+                           manifest_path=Manifest.path_for(int(pw3.eth.chain_id), out).with_name(
+                               f"{int(pw3.eth.chain_id)}-anchor.json"))
+        print(json.dumps({n: r.address for n, r in am.contracts.items()}, indent=1))
+    return 0
+
+
+def _encryption_key(state_dir: Path) -> bytes:
+    from orchestrator.storage import adapters as sealed
+
+    env = os.environ.get("ORCH_ENC_KEY")
+    if env:
+        key = bytes.fromhex(env.removeprefix("0x"))
+        if len(key) != 32:
+            raise ConfigError(f"ORCH_ENC_KEY must be 32 bytes of hex, got {len(key)} bytes")
+        return key
+    path = state_dir / "x25519.key"
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    private, _ = sealed.generate_keypair()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(private.hex())
+    return private
+
+
+def build_daemon(args: argparse.Namespace) -> Any:
+    """Construct the daemon a ``daemon`` invocation describes (separated for tests)."""
+    from orchestrator.chain.artifacts import Manifest
+    from orchestrator.chain.connection import connect
+    from orchestrator.chain.contracts import Protocol
+    from orchestrator.chain.signer import load_signer
+    from orchestrator.daemons.base import Node
+    from orchestrator.storage import adapters as sealed
+    from orchestrator.storage import open_store
+
+    if not args.rpc_url:
+        raise ConfigError("daemon needs --rpc-url or ORCH_RPC_URL")
+    w3 = connect(args.rpc_url)
+    account = load_signer()
+    manifest_path = Path(args.manifest) if args.manifest else Manifest.path_for(int(w3.eth.chain_id))
+    protocol = Protocol.from_manifest(w3, manifest_path)
+    state_dir = Path(args.state_dir) if args.state_dir else DEFAULT_STATE / f"{args.role}-{account.address[2:10].lower()}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    enc = _encryption_key(state_dir)
+    node = Node(w3, protocol, account, open_store(), state_dir, args.confirmations)
+
+    if args.role == "trainer":
+        from orchestrator.daemons.trainer import TrainerDaemon
+        from orchestrator.learning.data import load_org_data
+
+        if not args.org and not args.data:
+            raise ConfigError("a trainer needs --org TOPIC or --data FOLDER")
+        name = args.org or Path(args.data).name
+        data = load_org_data(name, source=Path(args.data) if args.data else None)
+        if args.join:
+            _ensure_member(node, sealed.public_key(enc), name)
+        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True)
+    if args.role in ("aggregator", "unlearner"):
+        from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
+        from orchestrator.daemons.roundconfig import RoundConfig
+        from orchestrator.daemons.unlearner import UnlearningDaemon
+        from orchestrator.learning.api import TrainConfig
+        from orchestrator.learning.data import TOPICS, load_org_data
+
+        val = {t: load_org_data(t).val[:4] for t in TOPICS}
+        keys = {account.address: sealed.public_key(enc)}
+        if args.role == "unlearner":
+            return UnlearningDaemon(node, enc, keys, {})
+        train = TrainConfig(steps=args.steps, seq_len=64, batch_size=4)
+        config = RoundConfig(model=args.model, train=train.to_dict(),
+                             aggregator_keys={k: v.hex() for k, v in keys.items()})
+        plan = RoundPlan(rounds=args.rounds, duration_s=args.duration, reward_budget=int(args.budget * 10**18),
+                         config=config)
+        return AggregatorDaemon(node, enc, plan, [t for v in val.values() for t in v])
+    from orchestrator.daemons.relayer import RelayerDaemon
+
+    if not args.public_rpc_url or not args.anchor_manifest:
+        raise ConfigError("a relayer needs --public-rpc-url and --anchor-manifest")
+    pw3 = connect(args.public_rpc_url)
+    public = Node(pw3, Protocol.from_manifest(pw3, Path(args.anchor_manifest)), account, node.store,
+                  state_dir / "public", args.confirmations)
+    return RelayerDaemon(node, public)
+
+
+def _ensure_member(node: Any, enc_public: bytes, name: str) -> None:
+    membership = node.contract("Membership")
+    if membership.functions.isMember(node.address).call():
+        return
+    staking = node.contract("Staking")
+    token = node.contract("LedgerToken")
+    need = int(membership.functions.minStake().call()) - int(staking.functions.stakeOf(node.address).call())
+    if need > 0:
+        node.send(token.functions.approve(staking.address, need))
+        node.send(staking.functions.stake(need))
+    node.send(membership.functions.join(enc_public, f"ledgerlora://org/{name}"))
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    logging.getLogger("orchestrator").setLevel(logging.INFO)
+    daemon = build_daemon(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    interval = args.interval if args.role == "relayer" else args.poll_interval
+    try:
+        daemon.run_forever(stop, poll_interval=interval)
+    except KeyboardInterrupt:
+        pass
+    return 0

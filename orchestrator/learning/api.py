@@ -1,0 +1,46 @@
+"""The learning layer's public API: what the daemons and the CLI call.  Names are stable."""
+
+from __future__ import annotations
+
+from orchestrator.learning.adapters import Adapter, adapter_sha256, read_adapter, write_adapter
+from orchestrator.learning.aggregate import (
+    METHODS,
+    Aggregator,
+    FedAvgAggregator,
+    MedianAggregator,
+    StackAggregator,
+    TrimmedMeanAggregator,
+    delta_weights,
+    get_aggregator,
+    merge_adapters,
+)
+from orchestrator.learning.config import TrainConfig
+from orchestrator.learning.data import TOPICS, OrgData, load_org_data
+from orchestrator.learning.evaluate import (
+    evaluate_perplexity,
+    mia_auc,
+    sample_losses,
+    score_contributions,
+)
+from orchestrator.learning.federation import RoundRecord, ShardedAdapter, run_rounds, train_sharded
+from orchestrator.learning.models import load_model, pick_device, resolve_model
+from orchestrator.learning.simulate import SimulationConfig, simulate
+from orchestrator.learning.train import TrainResult, train_adapter
+from orchestrator.learning.unlearn import (
+    UnlearnResult,
+    unlearn_org_collaborative,
+    unlearn_org_isolated,
+    unlearn_samples,
+)
+from orchestrator.learning.verify import EvalSets, VerificationReport, evaluate_model
+
+__all__ = [
+    "METHODS", "TOPICS", "Adapter", "Aggregator", "EvalSets", "FedAvgAggregator", "MedianAggregator",
+    "OrgData", "RoundRecord", "ShardedAdapter", "SimulationConfig", "StackAggregator", "TrainConfig",
+    "TrainResult", "TrimmedMeanAggregator", "UnlearnResult", "VerificationReport", "adapter_sha256",
+    "delta_weights", "evaluate_model", "evaluate_perplexity", "get_aggregator", "load_model",
+    "load_org_data", "merge_adapters", "mia_auc", "pick_device", "read_adapter", "resolve_model",
+    "run_rounds", "sample_losses", "score_contributions", "simulate", "train_adapter",
+    "train_sharded", "unlearn_org_collaborative", "unlearn_org_isolated", "unlearn_samples",
+    "write_adapter",
+]
