@@ -149,16 +149,20 @@ class ContractRecord:
 
     address: str
     artifact: str
-    block: int
+    block: int  # brownie may record None when it does not know; read as 0 (scan from genesis)
 
     def __post_init__(self) -> None:
         try:
             self.address = to_checksum_address(self.address)
         except (ValueError, TypeError) as exc:
             raise ArtifactError(f"manifest: {self.address!r} is not an address") from exc
-        if int(self.block) < 0:
-            raise ArtifactError(f"manifest: deployment block must be >= 0, got {self.block}")
-        self.block = int(self.block)
+        block = 0 if self.block is None else self.block
+        if not isinstance(block, int) or block < 0:
+            raise ArtifactError(f"manifest: deployment block must be an integer >= 0, got {self.block!r}")
+        self.block = block
+
+
+_MANIFEST_KEYS = frozenset({"chain_id", "network", "deployer", "contracts", "params"})
 
 
 @dataclass
@@ -170,6 +174,8 @@ class Manifest:
     deployer: str
     contracts: dict[str, ContractRecord] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    #: Other top-level keys, kept as they are (scripts/deploy.py adds "orgs" on local networks).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if int(self.chain_id) <= 0:
@@ -191,12 +197,18 @@ class Manifest:
             ) from None
 
     @property
+    def orgs(self) -> list[str]:
+        """The org accounts of a local deployment (top-level "orgs"), else empty."""
+        return [to_checksum_address(a) for a in self.extra.get("orgs", [])]
+
+    @property
     def first_block(self) -> int:
         """Lowest deployment block: where an event scanner of this deployment starts."""
         return min((r.block for r in self.contracts.values()), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "chain_id": self.chain_id,
             "network": self.network,
             "deployer": self.deployer,
@@ -216,6 +228,7 @@ class Manifest:
                 deployer=data.get("deployer", ""),
                 contracts=data.get("contracts", {}),
                 params=data.get("params", {}),
+                extra={k: v for k, v in data.items() if k not in _MANIFEST_KEYS},
             )
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"malformed deployment manifest: {exc!r}") from exc

@@ -9,8 +9,9 @@ cannot tell which of them deployed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from orchestrator.chain.artifacts import (
     register_contract_name,
 )
 from orchestrator.chain.tx import Transactor
+from orchestrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -125,36 +127,48 @@ def _checksum(value: str, what: str) -> str:
     return to_checksum_address(value)
 
 
+#: Integer parameters shared with scripts/deploy.py's DeployParams (same names, same defaults,
+#: same ORCH_<NAME> environment overrides); tests/python/chain checks they stay in step.
+_SHARED_INT_PARAMS = ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
+                      "org_tokens", "reward_pool")
+
+
 @dataclass
 class ProtocolParams:
-    """Deployment parameters of the private-chain protocol (amounts in token wei, times in s)."""
+    """Deployment parameters of the private-chain protocol (amounts in token wei, times in s).
 
-    initial_supply: int = field(default=10_000_000 * TOKEN, metadata={"help": "LLS minted to the deployer"})
-    min_stake: int = field(default=100 * TOKEN, metadata={"help": "stake needed to join / aggregate"})
-    unbond_delay: int = field(default=3600, metadata={"help": "seconds between requestUnbond and withdraw"})
-    response_window: int = field(default=3600, metadata={"help": "seconds the aggregator has to complete unlearning"})
-    slash_amount: int = field(default=50 * TOKEN, metadata={"help": "slashed from an aggregator missing a deadline"})
-    orgs: Sequence[str] = field(default=(), metadata={"help": "org addresses that get test tokens"})
-    org_tokens: int = field(default=1_000 * TOKEN, metadata={"help": "test tokens sent to each org"})
-    reward_pool: int = field(default=100_000 * TOKEN, metadata={"help": "tokens put into Rounds' reward pool"})
-    governor: str | None = field(default=None, metadata={"help": "governor (default: the deployer)"})
-    aggregators: Sequence[str] | None = field(default=None, metadata={"help": "AGGREGATOR_ROLE holders (default: deployer)"})
-    relayers: Sequence[str] | None = field(default=None, metadata={"help": "RELAYER_ROLE holders (default: deployer)"})
-    default_aggregator: str | None = field(default=None, metadata={"help": "answerable for unacknowledged unlearning (default: first aggregator)"})
-    base_model_cid: bytes | None = field(default=None, metadata={"help": "bytes32 CID digest of version 0"})
+    The integer fields mirror ``scripts/deploy.py``'s ``DeployParams``; the rest say who gets
+    which role, which brownie expresses with its network name and ``accounts[i]``.
+    """
+
+    initial_supply: int = field(default=1_000_000_000 * TOKEN, metadata={"help": "LLS minted to the deployer (governor)"})
+    min_stake: int = field(default=100 * TOKEN, metadata={"help": "stake needed to join, and for aggregators to act"})
+    unbond_delay: int = field(default=7 * 24 * 3600, metadata={"help": "seconds between requestUnbond and withdraw"})
+    response_window: int = field(default=3 * 24 * 3600, metadata={"help": "seconds an aggregator has to complete unlearning"})
+    slash_amount: int = field(default=50 * TOKEN, metadata={"help": "taken from an aggregator that misses a deadline"})
+    org_tokens: int = field(default=10_000 * TOKEN, metadata={"help": "local: test tokens sent to each org"})
+    reward_pool: int = field(default=100_000 * TOKEN, metadata={"help": "local: initial funding of the reward pool"})
+    orgs: Sequence[str] = field(default=(), metadata={"help": "local: org addresses that get test tokens"})
+    local: bool = field(default=True, metadata={"help": "development conveniences as scripts/deploy.py on local networks"})
+    aggregators: Sequence[str] | None = field(default=None, metadata={"help": "local: AGGREGATOR_ROLE holders (default: the deployer)"})
+    relayers: Sequence[str] | None = field(default=None, metadata={"help": "local: RELAYER_ROLE holders (default: the deployer)"})
+    default_aggregator: str | None = field(default=None, metadata={"help": "local: answerable for unacknowledged unlearning (default: the deployer)"})
+    base_model_cid: bytes | None = field(default=None, metadata={"help": "bytes32 CID digest of version 0 (setBaseModel)"})
     network: str = field(default="in-process", metadata={"help": "network name written to the manifest"})
 
     def __post_init__(self) -> None:
-        for name in ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
-                     "org_tokens", "reward_pool"):
+        for name in _SHARED_INT_PARAMS:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.unbond_delay >= 2**64 or self.response_window >= 2**64:
+            raise ValueError(f"unbond_delay and response_window must fit 64 bits, got "
+                             f"{self.unbond_delay}, {self.response_window}")
         if self.response_window == 0:
             raise ValueError("response_window must be > 0 seconds")
+        if self.slash_amount == 0:
+            raise ValueError("slash_amount must be positive, or a missed unlearning deadline costs nothing")
         self.orgs = tuple(_checksum(a, "orgs[]") for a in self.orgs)
-        if self.governor is not None:
-            self.governor = _checksum(self.governor, "governor")
         if self.aggregators is not None:
             self.aggregators = tuple(_checksum(a, "aggregators[]") for a in self.aggregators)
         if self.relayers is not None:
@@ -163,19 +177,34 @@ class ProtocolParams:
             self.default_aggregator = _checksum(self.default_aggregator, "default_aggregator")
         if self.base_model_cid is not None and len(self.base_model_cid) != 32:
             raise ValueError(f"base_model_cid must be 32 bytes, got {len(self.base_model_cid)}")
-        needed = len(self.orgs) * self.org_tokens + self.reward_pool
-        if needed > self.initial_supply:
-            raise ValueError(
-                f"initial_supply {self.initial_supply} is less than the org tokens plus reward pool "
-                f"({needed}); raise initial_supply or lower org_tokens/reward_pool"
-            )
+        if self.local:
+            needed = self.min_stake + len(self.orgs) * self.org_tokens + self.reward_pool
+            if needed > self.initial_supply:
+                raise ValueError(
+                    f"initial_supply {self.initial_supply} cannot cover the deployer's stake, the org tokens "
+                    f"and the reward pool ({needed}); raise initial_supply or lower the others"
+                )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ProtocolParams:
+        """Defaults overridden by ``ORCH_<FIELD>`` (e.g. ``ORCH_MIN_STAKE=5e20``) as in scripts/deploy.py."""
+        env = os.environ if env is None else env
+        kwargs: dict[str, Any] = {}
+        for name in _SHARED_INT_PARAMS:
+            raw = env.get(f"ORCH_{name.upper()}")
+            if raw is None or raw == "":
+                continue
+            try:
+                kwargs[name] = int(raw) if raw.strip().isdigit() else int(float(raw))
+            except ValueError:
+                raise ConfigError(f"ORCH_{name.upper()} must be an integer, got {raw!r}") from None
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
     def manifest_params(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["orgs"] = list(self.orgs)
-        for key in ("aggregators", "relayers"):
-            if out[key] is not None:
-                out[key] = list(out[key])
+        out: dict[str, Any] = {name: getattr(self, name) for name in _SHARED_INT_PARAMS}
+        out["num_orgs"] = len(self.orgs)
+        out["local"] = self.local
         if self.base_model_cid is not None:
             out["base_model_cid"] = "0x" + self.base_model_cid.hex()
         return out
@@ -195,70 +224,63 @@ def deploy_protocol(
 ) -> Manifest:
     """Deploy and wire the private-chain protocol from the build artifacts; returns its manifest.
 
-    Wiring (as ``scripts/deploy.py``): the registry reads contributions from Rounds
-    (``setRounds``); Rounds gets REGISTRAR on the registry; Unlearning gets REGISTRAR and
-    REVOKER on the registry and SLASHER on Staking; the aggregators and relayers get their
-    Membership roles; a default aggregator answers for unacknowledged unlearning requests; the
-    orgs receive test tokens and the reward pool is funded. The deployer must be the governor
-    for the role grants (it is unless ``params.governor`` says otherwise, in which case the
-    governor does the grants itself and this function only deploys).
+    Mirrors ``deploy_all`` of ``scripts/deploy.py``: the deployer is the governor; the registry
+    reads contributions from Rounds (``setRounds``); Rounds gets REGISTRAR on the registry;
+    Unlearning gets REGISTRAR and REVOKER on the registry and SLASHER on Staking. With
+    ``params.local`` (development chains) also: the aggregators and relayers (default: the
+    deployer) get their Membership roles, the deployer becomes the default aggregator and
+    stakes ``min_stake``, the orgs receive ``org_tokens`` and the reward pool is funded.
     """
     params = params or ProtocolParams()
     deployer = transactor.address
-    governor = params.governor or deployer
-    aggregators = tuple(params.aggregators) if params.aggregators is not None else (deployer,)
-    relayers = tuple(params.relayers) if params.relayers is not None else (deployer,)
     artifacts = {name: load_artifact(name, build_dir) for name in PROTOCOL_CONTRACTS}
 
     records: dict[str, ContractRecord] = {}
-    contracts: dict[str, Contract] = {}
 
     def deploy(name: str, *args: Any) -> Contract:
         contract, receipt = transactor.deploy_with_receipt(artifacts[name], *args)
         records[name] = ContractRecord(contract.address, _artifact_ref(build_dir, name), receipt["blockNumber"])
-        contracts[name] = contract
         return contract
 
+    # The deployer is the governor, as in scripts/deploy.py (hand over with AccessControl later).
     token = deploy("LedgerToken", deployer, params.initial_supply)
-    staking = deploy("Staking", token.address, governor, params.unbond_delay)
-    membership = deploy("Membership", governor, staking.address, params.min_stake)
-    registry = deploy("ContributionRegistry", governor)
-    rounds = deploy("Rounds", governor, token.address, membership.address, registry.address)
-    unlearning = deploy("Unlearning", governor, membership.address, staking.address, registry.address,
+    staking = deploy("Staking", token.address, deployer, params.unbond_delay)
+    membership = deploy("Membership", deployer, staking.address, params.min_stake)
+    registry = deploy("ContributionRegistry", deployer)
+    rounds = deploy("Rounds", deployer, token.address, membership.address, registry.address)
+    unlearning = deploy("Unlearning", deployer, membership.address, staking.address, registry.address,
                         rounds.address, params.response_window, params.slash_amount)
 
-    if governor == deployer:
-        send = transactor.transact
-        registrar = registry.functions.REGISTRAR_ROLE().call()
-        revoker = registry.functions.REVOKER_ROLE().call()
-        slasher = staking.functions.SLASHER_ROLE().call()
-        if "setRounds" in _function_names(registry):
-            send(registry.functions.setRounds(rounds.address))
-        send(registry.functions.grantRole(registrar, rounds.address))
-        send(registry.functions.grantRole(registrar, unlearning.address))
-        send(registry.functions.grantRole(revoker, unlearning.address))
-        send(staking.functions.grantRole(slasher, unlearning.address))
+    send = transactor.transact
+    registrar = registry.functions.REGISTRAR_ROLE().call()
+    revoker = registry.functions.REVOKER_ROLE().call()
+    send(registry.functions.setRounds(rounds.address))
+    send(registry.functions.grantRole(registrar, rounds.address))
+    send(registry.functions.grantRole(registrar, unlearning.address))
+    send(registry.functions.grantRole(revoker, unlearning.address))
+    send(staking.functions.grantRole(staking.functions.SLASHER_ROLE().call(), unlearning.address))
+    if params.base_model_cid is not None:
+        send(registry.functions.setBaseModel(params.base_model_cid))
+
+    if params.local:
+        aggregators = tuple(params.aggregators) if params.aggregators is not None else (deployer,)
+        relayers = tuple(params.relayers) if params.relayers is not None else (deployer,)
         aggregator_role = membership.functions.AGGREGATOR_ROLE().call()
         relayer_role = membership.functions.RELAYER_ROLE().call()
         for account in aggregators:
             send(membership.functions.grantRole(aggregator_role, account))
         for account in relayers:
             send(membership.functions.grantRole(relayer_role, account))
-        default_aggregator = params.default_aggregator or (aggregators[0] if aggregators else None)
-        if default_aggregator is not None:
-            send(unlearning.functions.setDefaultAggregator(default_aggregator))
-        if params.base_model_cid is not None:
-            send(registry.functions.setBaseModel(params.base_model_cid))
-    else:
-        log.warning("deployer %s is not the governor %s: roles must be granted by the governor",
-                    deployer, governor)
-
-    for org in params.orgs:
-        if params.org_tokens:
-            transactor.transact(token.functions.transfer(org, params.org_tokens))
-    if params.reward_pool:
-        transactor.transact(token.functions.approve(rounds.address, params.reward_pool))
-        transactor.transact(rounds.functions.fundRewards(params.reward_pool))
+        send(unlearning.functions.setDefaultAggregator(params.default_aggregator or deployer))
+        if params.min_stake:  # the deployer answers unlearning requests, so it must be slashable
+            send(token.functions.approve(staking.address, params.min_stake))
+            send(staking.functions.stake(params.min_stake))
+        for org in params.orgs:
+            if params.org_tokens:
+                send(token.functions.transfer(org, params.org_tokens))
+        if params.reward_pool:
+            send(token.functions.approve(rounds.address, params.reward_pool))
+            send(rounds.functions.fundRewards(params.reward_pool))
 
     manifest = Manifest(
         chain_id=int(w3.eth.chain_id),
@@ -266,6 +288,7 @@ def deploy_protocol(
         deployer=deployer,
         contracts=records,
         params=params.manifest_params(),
+        extra={"orgs": list(params.orgs)} if params.local else {},
     )
     if manifest_path is not None:
         manifest.write(manifest_path)
@@ -280,32 +303,33 @@ def deploy_anchor(
     relayer: str | Sequence[str],
     *,
     build_dir: Path = DEFAULT_BUILD_DIR,
-    governor: str | None = None,
     network: str = "in-process",
     manifest_path: Path | None = None,
 ) -> Manifest:
-    """Deploy ``PublicAnchor`` (public chain), grant RELAYER_ROLE to ``relayer``; returns its manifest."""
+    """Deploy ``PublicAnchor`` governed by the deployer and grant RELAYER_ROLE to ``relayer``.
+
+    As ``scripts/deploy_anchor.py``: when ``manifest_path`` already holds a manifest of the same
+    chain (the anchor on the same local chain as the protocol), the anchor is merged into it.
+    """
     relayers = (relayer,) if isinstance(relayer, str) else tuple(relayer)
     relayers = tuple(_checksum(r, "relayer") for r in relayers)
-    governor = _checksum(governor, "governor") if governor else transactor.address
     artifact = load_artifact(ANCHOR_CONTRACT, build_dir)
-    anchor, receipt = transactor.deploy_with_receipt(artifact, governor)
-    if governor == transactor.address:
-        role = anchor.functions.RELAYER_ROLE().call()
-        for account in relayers:
-            transactor.transact(anchor.functions.grantRole(role, account))
-    manifest = Manifest(
-        chain_id=int(w3.eth.chain_id),
-        network=network,
-        deployer=transactor.address,
-        contracts={ANCHOR_CONTRACT: ContractRecord(anchor.address, _artifact_ref(build_dir, ANCHOR_CONTRACT),
-                                                   receipt["blockNumber"])},
-        params={"governor": governor, "relayers": list(relayers)},
-    )
+    anchor, receipt = transactor.deploy_with_receipt(artifact, transactor.address)
+    role = anchor.functions.RELAYER_ROLE().call()
+    for account in relayers:
+        transactor.transact(anchor.functions.grantRole(role, account))
+    record = ContractRecord(anchor.address, _artifact_ref(build_dir, ANCHOR_CONTRACT), receipt["blockNumber"])
+    chain_id = int(w3.eth.chain_id)
+    manifest: Manifest | None = None
+    if manifest_path is not None and Path(manifest_path).is_file():
+        existing = Manifest.read(Path(manifest_path))
+        if existing.chain_id == chain_id:
+            manifest = existing
+            manifest.contracts[ANCHOR_CONTRACT] = record
+    if manifest is None:
+        manifest = Manifest(chain_id=chain_id, network=network, deployer=transactor.address,
+                            contracts={ANCHOR_CONTRACT: record})
+    manifest.extra["anchor_relayers"] = list(relayers)
     if manifest_path is not None:
         manifest.write(manifest_path)
     return manifest
-
-
-def _function_names(contract: Contract) -> set[str]:
-    return {str(item["name"]) for item in contract.abi if item.get("type") == "function"}

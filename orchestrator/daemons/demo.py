@@ -94,6 +94,69 @@ def drive(daemons: Sequence[Daemon], done: Callable[[], bool], *, max_ticks: int
     raise DaemonError(f"the consortium did not reach the expected state within {max_ticks} ticks")
 
 
+@dataclass
+class Setup:
+    """A deployed, onboarded consortium with its daemons, not yet running."""
+
+    consortium: Consortium
+    data: dict[str, Any]
+    trainers: dict[str, TrainerDaemon]
+    aggregator: AggregatorDaemon
+    unlearner: UnlearningDaemon
+    relayer: RelayerDaemon
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        return [self.aggregator, *self.trainers.values(), self.unlearner]
+
+
+def build_setup(cfg: DemoConfig, state: Path, on_step: Callable[[str], None] | None = None,
+                trainer_names: Sequence[str] | None = None) -> Setup:
+    """Deploy on two new in-process chains, onboard ``cfg.orgs`` orgs, construct every daemon.
+
+    ``trainer_names`` limits which orgs get a trainer daemon (a test plays the others by hand).
+    """
+    step = on_step or (lambda text: None)
+    d = cfg.defaults
+    steps = cfg.steps or d["steps"]
+    names = list(TOPICS[: cfg.orgs])
+    from orchestrator.learning.data import load_org_data
+
+    private = connect(None, chain_id=1337)
+    public = connect(None, chain_id=1338)
+    accounts = funded_accounts(private, 3 + cfg.orgs)
+    funded_accounts(public, 3 + cfg.orgs)
+    store = EmbeddedStore(state / "ipfs")
+    cons = deploy_consortium(private, public, accounts, names, store)
+    step("loading each org's private data")
+
+    data = {n: load_org_data(n, max_train=d["max_train"], seed=cfg.seed) for n in names}
+    # The aggregator's public validation set: a few held-back texts of every topic.
+    eval_by_org = {cons.orgs[n].address: data[n].val[: d["eval_texts"]] for n in names}
+    val_texts = [t for n in names for t in data[n].val[: d["eval_texts"]]]
+    step("starting daemons")
+
+    from orchestrator.learning.api import TrainConfig
+
+    train = TrainConfig(steps=steps, batch_size=d["batch_size"], seq_len=d["seq_len"], lr=d["lr"], seed=cfg.seed)
+    round_cfg = RoundConfig(model=cfg.model, mode="isolated", train=train.to_dict(),
+                            aggregator_keys={cons.aggregator.address: cons.aggregator.enc_public.hex()},
+                            eval_seq_len=d["seq_len"], eval_batch_size=8)
+    agg_node = cons.node(cons.aggregator, state / "aggregator")
+    trainers = {
+        n: TrainerDaemon(cons.node(cons.orgs[n], state / f"org-{n}"), n, data[n].train,
+                         data[n].commitment(), cons.orgs[n].enc_private)
+        for n in (trainer_names if trainer_names is not None else names)
+    }
+    aggregator = AggregatorDaemon(agg_node, cons.aggregator.enc_private,
+                                  RoundPlan(rounds=cfg.rounds, config=round_cfg), val_texts)
+    unlearner = UnlearningDaemon(cons.node(cons.aggregator, state / "unlearner"), cons.aggregator.enc_private,
+                                 cons.aggregator_keys(), eval_by_org)
+    relayer = RelayerDaemon(cons.node(cons.relayer, state / "relayer"),
+                            cons.node(cons.relayer, state / "relayer-public", public=True))
+    return Setup(cons, data, trainers, aggregator, unlearner, relayer)
+
+
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     console = console or Console(quiet=cfg.quiet, width=max(Console().width, 120))
     started = time.perf_counter()
@@ -102,51 +165,17 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     if state.exists():
         shutil.rmtree(state)  # a demo always starts from genesis; its chains live in memory
     state.mkdir(parents=True)
-    d = cfg.defaults
-    steps = cfg.steps or d["steps"]
     names = list(TOPICS[: cfg.orgs])
-
-    from orchestrator.learning.data import load_org_data
-
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TimeElapsedColumn(), console=console, transient=False)
     total = 3 + cfg.rounds * (cfg.orgs + 2) + 3
     with progress:
         bar = progress.add_task("deploying two in-process chains", total=total)
 
-        private = connect(None, chain_id=1337)
-        public = connect(None, chain_id=1338)
-        accounts = funded_accounts(private, 3 + cfg.orgs)
-        funded_accounts(public, 3 + cfg.orgs)
-        store = EmbeddedStore(state / "ipfs")
-        cons = deploy_consortium(private, public, accounts, names, store)
-        progress.update(bar, advance=1, description="loading each org's private data")
-
-        data = {n: load_org_data(n, max_train=d["max_train"], seed=cfg.seed) for n in names}
-        # The aggregator's public validation set: a few held-back texts of every topic.
-        eval_by_org = {cons.orgs[n].address: data[n].val[: d["eval_texts"]] for n in names}
-        val_texts = [t for n in names for t in data[n].val[: d["eval_texts"]]]
-        progress.update(bar, advance=1, description="starting daemons")
-
-        from orchestrator.learning.api import TrainConfig
-
-        train = TrainConfig(steps=steps, batch_size=d["batch_size"], seq_len=d["seq_len"], lr=d["lr"], seed=cfg.seed)
-        round_cfg = RoundConfig(model=cfg.model, mode="isolated", train=train.to_dict(),
-                                aggregator_keys={cons.aggregator.address: cons.aggregator.enc_public.hex()},
-                                eval_seq_len=d["seq_len"], eval_batch_size=8)
-        agg_node = cons.node(cons.aggregator, state / "aggregator")
-        trainers = {
-            n: TrainerDaemon(cons.node(cons.orgs[n], state / f"org-{n}"), n, data[n].train,
-                             data[n].commitment(), cons.orgs[n].enc_private)
-            for n in names
-        }
-        aggregator = AggregatorDaemon(agg_node, cons.aggregator.enc_private,
-                                      RoundPlan(rounds=cfg.rounds, config=round_cfg), val_texts)
-        unlearner = UnlearningDaemon(cons.node(cons.aggregator, state / "unlearner"), cons.aggregator.enc_private,
-                                     cons.aggregator_keys(), eval_by_org)
-        relayer = RelayerDaemon(cons.node(cons.relayer, state / "relayer"),
-                                cons.node(cons.relayer, state / "relayer-public", public=True))
-        daemons: list[Daemon] = [aggregator, *trainers.values(), unlearner]
+        setup = build_setup(cfg, state, on_step=lambda text: progress.update(bar, advance=1, description=text))
+        cons, relayer = setup.consortium, setup.relayer
+        agg_node = setup.aggregator.node
+        daemons = setup.daemons
         progress.update(bar, advance=1)
 
         rounds = cons.protocol.contract("Rounds")
@@ -180,7 +209,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
         progress.update(bar, advance=1, description=f"{cfg.unlearn} requests unlearning")
         unlearning = cons.protocol.contract("Unlearning")
         forgotten = cons.orgs[cfg.unlearn]
-        receipt = send(private, forgotten.account, unlearning.functions.requestUnlearning(
+        receipt = send(cons.private, forgotten.account, unlearning.functions.requestUnlearning(
             forgotten.address, SCOPE_ORG, b"\x00" * 32, b"\x01" * 32))
         request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt)[0]["args"]["requestId"])
         drive(daemons, lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED,

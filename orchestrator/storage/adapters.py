@@ -106,17 +106,24 @@ class AdapterLimits:
     max_tensors: int = field(
         default=20_000, metadata={"help": "most tensors in adapter_model.safetensors"}
     )
+    max_recipients: int = field(
+        default=256, metadata={"help": "most recipients a sealed adapter may name"}
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive integer, got {self.max_bytes!r}")
         if not isinstance(self.max_tensors, int) or self.max_tensors <= 0:
             raise ValueError(f"max_tensors must be a positive integer, got {self.max_tensors!r}")
+        if not isinstance(self.max_recipients, int) or not 0 < self.max_recipients <= _MAX_RECIPIENTS:
+            raise ValueError(
+                f"max_recipients must be in 1..{_MAX_RECIPIENTS}, got {self.max_recipients!r}"
+            )
 
     @property
     def max_sealed_bytes(self) -> int:
         """Largest sealed blob a fetch accepts: the packed limit plus header room."""
-        return self.max_bytes + 64 + _MAX_RECIPIENTS * _SEAL_OVERHEAD_PER_RECIPIENT
+        return self.max_bytes + 64 + self.max_recipients * _SEAL_OVERHEAD_PER_RECIPIENT
 
 
 # =========================================================================== keys
@@ -642,6 +649,11 @@ def fetch_adapter(
     actual = compute_cid(blob)
     if actual != str(c.as_version(0)):
         raise CidMismatchError(f"content fetched for {c} hashes to {actual}; refusing it")
+    named = len(_parse_seal_header(blob).entries)
+    if named > limits.max_recipients:
+        raise PayloadTooLargeError(
+            f"{c} names {named} recipients, over the limit of {limits.max_recipients}"
+        )
     payload = open_sealed(blob, recipient_id, private_key)
     entries = _unpack_entries(payload, max_bytes=limits.max_bytes)
     return _materialise(entries, Path(dest), limits)

@@ -44,58 +44,76 @@ def register(subparsers: Any) -> None:
         epilog=_STORE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ipfs.add_argument("--data-dir", type=Path, default=None, help="embedded store folder")
+    ipfs.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="embedded store folder (chooses the embedded store even if $ORCH_IPFS_API is set)",
+    )
     ipfs.add_argument("--api", default=None, help="Kubo RPC API multiaddr; overrides $ORCH_IPFS_API")
     sub = ipfs.add_subparsers(dest="ipfs_command", metavar="ACTION")
     sub.required = True
 
-    a = sub.add_parser("add", help="store FILE, pin it and print its CIDv0")
+    a = _action(sub, "add", "store FILE, pin it and print its CIDv0")
     a.add_argument("file", metavar="FILE", type=Path)
     a.set_defaults(func=_cmd_add)
 
-    g = sub.add_parser("get", help="write the file CID to OUT (default ./CID), verified block by block")
+    g = _action(sub, "get", "write the file CID to OUT (default ./CID), verified block by block")
     g.add_argument("cid", metavar="CID")
     g.add_argument("-o", "--output", metavar="OUT", type=Path, default=None)
     g.set_defaults(func=_cmd_get)
 
-    c = sub.add_parser("cat", help="write the file CID to stdout")
+    c = _action(sub, "cat", "write the file CID to stdout")
     c.add_argument("cid", metavar="CID")
     c.set_defaults(func=_cmd_cat)
 
-    pn = sub.add_parser("pin", help="pin CID recursively (every block must be present)")
+    pn = _action(sub, "pin", "pin CID recursively (every block must be present)")
     pn.add_argument("cid", metavar="CID")
     pn.set_defaults(func=_cmd_pin)
 
-    up = sub.add_parser("unpin", help="remove the pin on CID; its blocks go at the next gc")
+    up = _action(sub, "unpin", "remove the pin on CID; its blocks go at the next gc")
     up.add_argument("cid", metavar="CID")
     up.set_defaults(func=_cmd_unpin)
 
-    ls = sub.add_parser("pins", help="list pinned CIDs (embedded store)")
+    ls = _action(sub, "pins", "list pinned CIDs (embedded store)")
     ls.set_defaults(func=_cmd_pins)
 
-    ex = sub.add_parser(
+    ex = _action(
+        sub,
         "export-car",
-        help="write the DAG of CID to OUT.car (CARv1; load it into Kubo with `ipfs dag import`)",
+        "write the DAG of CID to OUT.car (CARv1; load it into Kubo with `ipfs dag import`)",
     )
     ex.add_argument("cid", metavar="CID")
     ex.add_argument("out", metavar="OUT.car", type=Path)
     ex.set_defaults(func=_cmd_export)
 
-    im = sub.add_parser(
+    im = _action(
+        sub,
         "import-car",
-        help="load a CAR file (e.g. from `ipfs dag export`), verify every block, pin its roots",
+        "load a CAR file (e.g. from `ipfs dag export`), verify every block, pin its roots",
     )
     im.add_argument("car", metavar="FILE.car", type=Path)
     im.set_defaults(func=_cmd_import)
 
-    gc = sub.add_parser("gc", help="delete every block not reachable from a pin; print the count")
+    gc = _action(sub, "gc", "delete every block not reachable from a pin; print the count")
     gc.set_defaults(func=_cmd_gc)
+
+
+def _action(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A sub-action whose --help repeats its one-line help plus where the store is."""
+    return sub.add_parser(
+        name,
+        help=text,
+        description=text[0].upper() + text[1:] + ".",
+        epilog=_STORE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _store(args: argparse.Namespace) -> Any:
     from orchestrator.storage import open_store
 
-    return open_store(args.data_dir, args.api)
+    # An explicit --data-dir means the embedded store even if $ORCH_IPFS_API is set.
+    api = args.api if args.api else ("" if args.data_dir is not None else None)
+    return open_store(args.data_dir, api)
 
 
 def _cmd_cid(args: argparse.Namespace) -> int:

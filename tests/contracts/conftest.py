@@ -24,6 +24,7 @@ from brownie import (
     Unlearning,
     accounts,
     chain,
+    web3,
 )
 from eth_utils import keccak
 
@@ -46,6 +47,19 @@ ZERO32 = "0x" + "00" * 32
 def b32(label: str) -> str:
     """A distinct, reproducible bytes32 (0x-hex) for a label (stand-in CID digests, keys, reasons)."""
     return "0x" + keccak(text=label).hex()
+
+
+def now() -> int:
+    """Timestamp of the latest block (brownie's ``chain.time()`` drifts from anvil's after reverts)."""
+    return int(web3.eth.get_block("latest").timestamp)
+
+
+def advance(seconds: int) -> int:
+    """Mines a block ``seconds`` after the latest one, so calls and gas estimation see the new time."""
+    target = now() + seconds
+    web3.provider.make_request("evm_setNextBlockTimestamp", [target])
+    chain.mine()
+    return target
 
 
 def plain(value: Any) -> Any:
@@ -221,7 +235,7 @@ def open_round(rounds: Any, staked_aggregator: Any) -> Callable[..., int]:
     """Factory: the aggregator opens a round (deadline ROUND_SECONDS ahead); returns its id."""
 
     def _open(budget: int = 0, config: str = "config", seconds: int = ROUND_SECONDS) -> int:
-        deadline = chain.time() + seconds
+        deadline = now() + seconds
         tx = rounds.openRound(b32(config), deadline, budget, {"from": staked_aggregator})
         return int(tx.return_value)
 

@@ -2,9 +2,8 @@
 
 import brownie
 import pytest
-from brownie import chain
 
-from conftest import MIN_STAKE, UNBOND_DELAY, ZERO32, b32, err, plain
+from conftest import advance, now, MIN_STAKE, UNBOND_DELAY, ZERO32, b32, err, plain
 
 AMOUNT = 300 * 10**18
 
@@ -54,7 +53,7 @@ def test_request_unbond_moves_stake_to_pending(staking, staked):
 
 def test_second_unbond_request_restarts_the_delay_for_the_whole_pending(staking, staked):
     staking.requestUnbond(100, {"from": staked})
-    chain.sleep(1000)
+    advance(1000)
     tx = staking.requestUnbond(50, {"from": staked})
     assert plain(staking.pendingUnbond(staked)) == (150, tx.timestamp + UNBOND_DELAY)
 
@@ -71,7 +70,7 @@ def test_request_unbond_zero_reverts(staking, staked):
 
 def test_withdraw_after_delay_returns_pending(token, staking, staked):
     staking.requestUnbond(100, {"from": staked})
-    chain.sleep(UNBOND_DELAY + 1)
+    advance(UNBOND_DELAY + 1)
     before = token.balanceOf(staked)
     tx = staking.withdraw({"from": staked})
     assert tx.events["Withdrawn"] == {"account": staked, "amount": 100}
@@ -86,7 +85,7 @@ def test_withdraw_before_delay_reverts(staking, staked):
     with brownie.reverts(err("StakingUnbondNotReady", staked, available_at, tx.timestamp)):
         # the call is simulated in the same block time as the request (no sleep)
         staking.withdraw.call({"from": staked, "block_identifier": tx.block_number})
-    chain.sleep(UNBOND_DELAY // 2)
+    advance(UNBOND_DELAY // 2)
     with brownie.reverts(revert_pattern=rf"StakingUnbondNotReady: {staked.address.lower()}, {available_at}, \d+"):
         staking.withdraw({"from": staked})
     assert staking.pendingUnbond(staked)[0] == 100

@@ -1,0 +1,112 @@
+"""ContributionRegistry: versions and lineage, revocation by REVOKER_ROLE, contribution views over Rounds."""
+
+import brownie
+import pytest
+from brownie import Rounds, accounts
+
+from conftest import ZERO32, b32, err, now, plain
+
+
+@pytest.fixture(scope="module")
+def registrar(registry, gov):
+    registry.grantRole(registry.REGISTRAR_ROLE(), accounts[9], {"from": gov})
+    return accounts[9]
+
+
+def test_base_version_exists_with_no_parent(registry):
+    assert registry.latestVersion() == 0
+    model, parent, round_id, created = plain(registry.getVersion(0))
+    assert (model, parent, round_id) == (ZERO32, 0, 0)
+    assert 0 < created <= now()
+    assert plain(registry.lineage(0)) == ()
+
+
+def test_set_base_model_once_before_versions(registry, gov, registrar):
+    tx = registry.setBaseModel(b32("base"), {"from": gov})
+    assert tx.events["BaseModelSet"] == {"modelCid": b32("base")}
+    assert registry.getVersion(0)[0] == b32("base")
+    registry.recordVersion(b32("v1"), 0, 1, ZERO32, {"from": registrar})
+    with brownie.reverts(err("RegistryBaseModelLocked", 1)):
+        registry.setBaseModel(b32("other"), {"from": gov})
+
+
+def test_set_base_model_failures(registry, gov, rando):
+    with brownie.reverts(err("RegistryZeroModelCid")):
+        registry.setBaseModel(ZERO32, {"from": gov})
+    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, ZERO32)):
+        registry.setBaseModel(b32("x"), {"from": rando})
+
+
+def test_record_version_and_lineage(registry, registrar):
+    tx = registry.recordVersion(b32("v1"), 0, 1, b32("m1"), {"from": registrar})
+    assert tx.return_value == 1
+    assert tx.events["VersionRecorded"] == {
+        "versionId": 1, "parentVersion": 0, "roundId": 1, "modelCid": b32("v1"), "metricsHash": b32("m1")
+    }
+    registry.recordVersion(b32("v2"), 1, 2, b32("m2"), {"from": registrar})
+    registry.recordVersion(b32("v3"), 1, 0, b32("m3"), {"from": registrar})  # a branch from v1
+    tx4 = registry.recordVersion(b32("v4"), 3, 4, b32("m4"), {"from": registrar})
+    assert registry.latestVersion() == 4
+    assert plain(registry.lineage(4)) == (3, 1, 0)
+    assert plain(registry.lineage(2)) == (1, 0)
+    assert plain(registry.lineage(99)) == ()
+    assert plain(registry.getVersion(4)) == (b32("v4"), 3, 4, tx4.timestamp)
+    assert registry.versionMetrics(3) == b32("m3")
+
+
+def test_record_version_failures(registry, registrar, rando):
+    with brownie.reverts(err("RegistryUnknownVersion", 1, 0)):
+        registry.recordVersion(b32("v"), 1, 0, ZERO32, {"from": registrar})
+    with brownie.reverts(err("RegistryZeroModelCid")):
+        registry.recordVersion(ZERO32, 0, 0, ZERO32, {"from": registrar})
+    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, registry.REGISTRAR_ROLE())):
+        registry.recordVersion(b32("v"), 0, 0, ZERO32, {"from": rando})
+    assert registry.latestVersion() == 0
+
+
+def test_set_rounds_only_once(registry, rounds, gov):
+    assert registry.rounds() == rounds  # wired by the fixture
+    with brownie.reverts(err("RegistryRoundsAlreadySet", rounds)):
+        registry.setRounds(gov, {"from": gov})
+
+
+def test_contribution_views_read_rounds(registry, open_round, submit, members):
+    rid = open_round()
+    submit(rid, members[0], num_samples=17)
+    cid, n, commitment, revoked = plain(registry.getContribution(rid, members[0]))
+    assert (cid, n, commitment, revoked) == (
+        b32(f"adapter:{rid}:{members[0].address}"), 17, b32(f"data:{rid}:{members[0].address}"), False
+    )
+    assert plain(registry.contributionsOf(members[0])) == (rid,)
+    assert plain(registry.getContribution(rid, members[1])) == (ZERO32, 0, ZERO32, False)
+
+
+@pytest.fixture(scope="module")
+def revoker(registry, gov):
+    registry.grantRole(registry.REVOKER_ROLE(), accounts[9], {"from": gov})
+    return accounts[9]
+
+
+def test_revoke_marks_contribution(registry, revoker, open_round, submit, members):
+    rid = open_round()
+    submit(rid, members[0])
+    tx = registry.revoke(rid, members[0], 7, {"from": revoker})
+    assert tx.events["ContributionRevoked"] == {"roundId": rid, "org": members[0], "requestId": 7}
+    assert registry.isRevoked(rid, members[0])
+    assert plain(registry.getContribution(rid, members[0]))[3] is True
+    with brownie.reverts(err("RegistryAlreadyRevoked", rid, members[0])):
+        registry.revoke(rid, members[0], 8, {"from": revoker})
+
+
+def test_revoke_failures(registry, revoker, open_round, submit, members, staked_aggregator, rando):
+    rid = open_round()
+    submit(rid, members[0])
+    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, registry.REVOKER_ROLE())):
+        registry.revoke(rid, members[0], 1, {"from": rando})
+    with brownie.reverts(err("RegistryUnknownContribution", rid, members[1])):
+        registry.revoke(rid, members[1], 1, {"from": revoker})
+    r = Rounds.at(registry.rounds())
+    r.closeRound(rid, {"from": staked_aggregator})
+    r.rejectSubmission(rid, members[0], b32("bad"), {"from": staked_aggregator})
+    with brownie.reverts(err("RegistryUnknownContribution", rid, members[0])):
+        registry.revoke(rid, members[0], 1, {"from": revoker})

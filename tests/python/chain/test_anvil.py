@@ -1,0 +1,125 @@
+"""Against a real anvil process: lifecycle, the JSON-RPC path end to end, and a real reorg."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from orchestrator.chain import (
+    AnvilProcess,
+    ChainError,
+    ContractRevertError,
+    EventScanner,
+    Protocol,
+    ProtocolParams,
+    Transactor,
+    advance_time,
+    connect,
+    deploy_protocol,
+    funded_accounts,
+    load_artifact,
+    mine,
+    revert_to,
+    snapshot,
+)
+
+TAG = b"\x22" * 32
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie would still answer kill(0); AnvilProcess reaps, so this is a live process.
+    return True
+
+
+def test_anvil_process_answers_then_is_gone_also_after_an_exception() -> None:
+    with AnvilProcess(chain_id=4321) as node:
+        pid = node.pid
+        assert pid is not None and _alive(pid)
+        assert Web3(Web3.HTTPProvider(node.url)).eth.chain_id == 4321
+    assert not _alive(pid)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with AnvilProcess() as node:
+            pid = node.pid
+            raise RuntimeError("boom")
+    assert pid is not None and not _alive(pid)
+
+
+def test_connect_checks_the_expected_chain_id(anvil: AnvilProcess) -> None:
+    with pytest.raises(ChainError, match="serves chain id 31337, expected 1"):
+        connect(anvil.url, chain_id=1)
+    assert connect(anvil.url, chain_id=31337).eth.chain_id == 31337
+
+
+def test_protocol_deploy_transact_revert_and_scan_over_json_rpc(
+    anvil: AnvilProcess, build_dir: Path, tmp_path: Path
+) -> None:
+    w3 = connect(anvil.url)
+    deployer, org = funded_accounts(w3, 2, seed="anvil-flow")
+    gov = Transactor(w3, deployer, build_dir=build_dir)
+    manifest = deploy_protocol(w3, gov, ProtocolParams(orgs=[org.address], network="anvil"), build_dir=build_dir)
+    p = Protocol.from_manifest(w3, manifest, build_dir)
+    scanner = EventScanner(w3, [(p.Membership, "MemberJoined"), (p.Rounds, "UpdateSubmitted")],
+                           tmp_path / "scan.db", "aggregator", start_block=manifest.first_block)
+
+    tx = Transactor(w3, org, build_dir=build_dir)
+    min_stake = manifest.params["min_stake"]
+    tx.transact(p.LedgerToken.functions.approve(p.Staking.address, min_stake))
+    tx.transact(p.Staking.functions.stake(min_stake))
+    tx.transact(p.Membership.functions.join(b"\x07" * 32, "ipfs://org"))
+    deadline = w3.eth.get_block("latest")["timestamp"] + 600
+    gov.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18))
+    tx.transact(p.Rounds.functions.submitUpdate(1, b"\x02" * 32, 5, b"\x03" * 32))
+    with pytest.raises(ContractRevertError) as info:
+        tx.transact(p.Rounds.functions.submitUpdate(1, b"\x04" * 32, 5, b"\x03" * 32))
+    assert str(info.value) == f"Rounds.submitUpdate reverted: RoundsAlreadySubmitted(roundId=1, org={org.address})"
+
+    events = scanner.poll()
+    assert [(e.contract, e.name) for e in events] == [("Membership", "MemberJoined"), ("Rounds", "UpdateSubmitted")]
+    assert events[0].args["org"] == org.address and events[0].args["metadataURI"] == "ipfs://org"
+    assert events[1].args == {"roundId": 1, "org": org.address, "adapterCid": b"\x02" * 32,
+                              "numSamples": 5, "dataCommitment": b"\x03" * 32}
+
+    before = w3.eth.get_block("latest")["timestamp"]
+    assert advance_time(w3, 1000) >= before + 1000
+
+
+def test_reorg_via_evm_revert_rescans_without_duplicates_or_orphans(
+    anvil: AnvilProcess, build_dir: Path, tmp_path: Path
+) -> None:
+    w3 = connect(anvil.url)
+    (account,) = funded_accounts(w3, 1, seed="anvil-reorg")
+    tx = Transactor(w3, account, build_dir=build_dir)
+    probe = tx.deploy(load_artifact("ChainProbe", build_dir))
+    start = w3.eth.block_number
+    scanner = EventScanner(w3, [(probe, "Pinged")], tmp_path / "scan.db", "reorg", reorg_depth=5,
+                           start_block=start)
+
+    fork_point = snapshot(w3)
+    for i in (1, 2):
+        tx.transact(probe.functions.ping(i, TAG))
+    first = scanner.poll()
+    assert [e.args["id"] for e in first] == [1, 2]
+    scanner.mark_processed(first[0])  # 1 handled, 2 still pending when the reorg hits
+    old_cursor = scanner.cursor()
+
+    revert_to(w3, fork_point)  # blocks with pings 1 and 2 are gone
+    tx.resync_nonce()
+    for i in (11, 12, 13):  # the new branch is longer than the old one
+        tx.transact(probe.functions.ping(i, TAG))
+    assert w3.eth.get_block(old_cursor[0])["hash"].to_0x_hex() != old_cursor[1]
+
+    second = scanner.poll()
+    assert [e.args["id"] for e in second] == [11, 12, 13]  # no orphaned 2, no duplicate 1
+    assert scanner.stats.reorgs == 1
+    for event in second:
+        scanner.mark_processed(event)
+    mine(w3, 2)
+    assert scanner.poll() == []
