@@ -375,6 +375,9 @@ class Transactor:
                 tx_hash, timeout=self.receipt_timeout, poll_latency=self.poll_latency
             )
         except TimeExhausted:
+            # Whether it is still pending or was dropped, the chain's pending count is right now.
+            with self._lock:
+                self._nonce = None
             raise TransactionTimeoutError(
                 f"{label}: no receipt for {tx_hash.to_0x_hex()} after {self.receipt_timeout:.0f}s; "
                 "the transaction may still be mined (check the node's mempool and the gas price)"

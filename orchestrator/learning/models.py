@@ -224,7 +224,7 @@ def _warm_up(model: Any, tokenizer: Any, texts: list[str], spec: TinySpec) -> No
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     model.eval()
-    log.info("tiny model warm-up: final loss %.3f", float(loss))
+    log.info("tiny model warm-up: final loss %.3f", float(loss.detach()))
 
 
 def _build_tiny(out: Path, spec: TinySpec = TINY) -> None:

@@ -208,13 +208,14 @@ def train_adapter(
             loss.backward()
             if not all(torch.isfinite(p.grad).all() for p in params if p.grad is not None):
                 _fail_nan(peft_model, out_dir, meta, step, "a gradient is not finite")
+            last_good = [p.detach().clone() for p in params]  # LoRA only: small
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if not all(torch.isfinite(p).all() for p in params):
-                raise LearningError(
-                    f"training {out_dir}: step {step} produced non-finite LoRA weights "
-                    f"(lr={cfg.lr} too high?); nothing was saved"
-                )
+                with torch.no_grad():
+                    for p, good in zip(params, last_good, strict=True):
+                        p.copy_(good)
+                _fail_nan(peft_model, out_dir, meta, step, "the update made a LoRA weight non-finite")
             losses.append(float(loss.item()))
             tokens += int(mask.sum().item())
             bar.update(1)

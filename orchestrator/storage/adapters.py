@@ -115,7 +115,10 @@ class AdapterLimits:
             raise ValueError(f"max_bytes must be a positive integer, got {self.max_bytes!r}")
         if not isinstance(self.max_tensors, int) or self.max_tensors <= 0:
             raise ValueError(f"max_tensors must be a positive integer, got {self.max_tensors!r}")
-        if not isinstance(self.max_recipients, int) or not 0 < self.max_recipients <= _MAX_RECIPIENTS:
+        if (
+            not isinstance(self.max_recipients, int)
+            or not 0 < self.max_recipients <= _MAX_RECIPIENTS
+        ):
             raise ValueError(
                 f"max_recipients must be in 1..{_MAX_RECIPIENTS}, got {self.max_recipients!r}"
             )
@@ -177,7 +180,9 @@ def _canonical_config(raw: bytes, source: str) -> tuple[bytes, dict[str, Any]]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise AdapterValidationError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
-        raise AdapterValidationError(f"{source} must hold a JSON object, not {type(config).__name__}")
+        raise AdapterValidationError(
+            f"{source} must hold a JSON object, not {type(config).__name__}"
+        )
     # Same form as peft's own save_pretrained (indent 2, sorted keys), so usually byte-identical.
     return json.dumps(config, indent=2, sort_keys=True).encode("utf-8"), config
 
@@ -200,9 +205,11 @@ def pack_adapter(folder: os.PathLike[str] | str) -> bytes:
     if not config_path.is_file():
         raise NotFoundError(f"{config_path} is missing: not a peft adapter folder")
     if not weights_path.is_file():
-        hint = " (found adapter_model.bin: save with safe_serialization=True)" if (
-            root / "adapter_model.bin"
-        ).exists() else ""
+        hint = (
+            " (found adapter_model.bin: save with safe_serialization=True)"
+            if (root / "adapter_model.bin").exists()
+            else ""
+        )
         raise NotFoundError(f"{weights_path} is missing{hint}")
     config_bytes, _ = _canonical_config(config_path.read_bytes(), str(config_path))
     return _pack_entries([(CONFIG_NAME, config_bytes), (WEIGHTS_NAME, weights_path.read_bytes())])
@@ -245,7 +252,9 @@ def _unpack_entries(data: bytes, max_bytes: int | None = None) -> dict[str, byte
         except (struct.error, UnicodeDecodeError):
             raise AdapterValidationError("packed adapter is truncated in an entry header") from None
         if name != want:
-            raise AdapterValidationError(f"packed adapter entry {name!r} where {want!r} was expected")
+            raise AdapterValidationError(
+                f"packed adapter entry {name!r} where {want!r} was expected"
+            )
         if pos + length > len(data):
             raise AdapterValidationError(
                 f"packed adapter entry {name!r} claims {length} bytes but only "
@@ -298,9 +307,7 @@ def _wrap_key(shared: bytes, eph_pub: bytes, recipient_pub: bytes, rid: bytes) -
     return AESGCM(_hkdf(shared, info))
 
 
-def seal(
-    payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool = False
-) -> bytes:
+def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool = False) -> bytes:
     """Encrypt ``payload`` so that each recipient (0x address -> X25519 public key) can open it.
 
     Format (integers big-endian)::
@@ -314,7 +321,9 @@ def seal(
     if not recipients:
         raise InvalidKeyError("seal needs at least one recipient; nobody could open the blob")
     if len(recipients) > _MAX_RECIPIENTS:
-        raise InvalidKeyError(f"{len(recipients)} recipients is over the limit of {_MAX_RECIPIENTS}")
+        raise InvalidKeyError(
+            f"{len(recipients)} recipients is over the limit of {_MAX_RECIPIENTS}"
+        )
     ids: dict[str, bytes] = {}
     for rid, pub in recipients.items():
         norm = _recipient_id(rid)
@@ -328,7 +337,9 @@ def seal(
     else:
         digest = b""
         content_key, nonce = AESGCM.generate_key(bit_length=256), os.urandom(_NONCE)
-    header = bytearray(SEAL_MAGIC + bytes([SEAL_VERSION, MODE_CONVERGENT if deterministic else MODE_RANDOM]))
+    header = bytearray(
+        SEAL_MAGIC + bytes([SEAL_VERSION, MODE_CONVERGENT if deterministic else MODE_RANDOM])
+    )
     header += nonce + struct.pack(">H", len(ids))
     for rid in sorted(ids):
         pub = ids[rid]
@@ -426,12 +437,19 @@ def open_sealed(blob: bytes, recipient_id: str, private_key: bytes) -> bytes:
 
 
 # =========================================================================== validation
-_DTYPES: dict[str, tuple[str, int]] = {"F16": ("<f2", 2), "BF16": ("<u2", 2), "F32": ("<f4", 4), "F64": ("<f8", 8)}
+_DTYPES: dict[str, tuple[str, int]] = {
+    "F16": ("<f2", 2),
+    "BF16": ("<u2", 2),
+    "F32": ("<f4", 4),
+    "F64": ("<f8", 8),
+}
 _TENSOR_NAME = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 _PEFT_PREFIX = "base_model.model."
 
 
-def _parse_safetensors(data: bytes, source: str, limits: AdapterLimits) -> dict[str, tuple[str, list[int], int, int]]:
+def _parse_safetensors(
+    data: bytes, source: str, limits: AdapterLimits
+) -> dict[str, tuple[str, list[int], int, int]]:
     """Header of a safetensors buffer: name -> (dtype, shape, start, end) within the data area."""
     if len(data) < 8:
         raise AdapterValidationError(f"{source} is truncated: no safetensors header")
@@ -456,13 +474,17 @@ def _parse_safetensors(data: bytes, source: str, limits: AdapterLimits) -> dict[
         try:
             dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
         except (TypeError, KeyError, ValueError):
-            raise AdapterValidationError(f"{source}: tensor {name!r} has a malformed header entry") from None
+            raise AdapterValidationError(
+                f"{source}: tensor {name!r} has a malformed header entry"
+            ) from None
         if dtype not in _DTYPES:
             raise AdapterValidationError(
                 f"{source}: tensor {name!r} has dtype {dtype}; LoRA weights must be F16/BF16/F32/F64"
             )
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise AdapterValidationError(f"{source}: tensor {name!r} has a malformed shape {shape!r}")
+            raise AdapterValidationError(
+                f"{source}: tensor {name!r} has a malformed shape {shape!r}"
+            )
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= body):
             raise AdapterValidationError(
                 f"{source}: tensor {name!r} data offsets [{start}, {end}] lie outside the file"
@@ -486,7 +508,9 @@ def _parse_safetensors(data: bytes, source: str, limits: AdapterLimits) -> dict[
 
 def _as_float(data: bytes, dtype: str, start: int, end: int) -> np.ndarray:
     np_dtype, _ = _DTYPES[dtype]
-    arr = np.frombuffer(data, dtype=np_dtype, count=(end - start) // _DTYPES[dtype][1], offset=start)
+    arr = np.frombuffer(
+        data, dtype=np_dtype, count=(end - start) // _DTYPES[dtype][1], offset=start
+    )
     if dtype == "BF16":  # bfloat16 is the top half of a float32
         return (arr.astype(np.uint32) << 16).view(np.float32)
     return arr
@@ -498,7 +522,9 @@ def _rank_for(module_key: str, r: int, rank_pattern: Mapping[str, int], source: 
             if re.fullmatch(rf"(?:.*\.)?(?:{pattern})", module_key):
                 return rank
         except re.error as exc:
-            raise AdapterValidationError(f"{source}: rank_pattern key {pattern!r} is not a regex: {exc}") from None
+            raise AdapterValidationError(
+                f"{source}: rank_pattern key {pattern!r} is not a regex: {exc}"
+            ) from None
     return r
 
 
@@ -508,9 +534,13 @@ def _targets(module_key: str, target_modules: str | list[str]) -> bool:
     return any(module_key == t or module_key.endswith("." + t) for t in target_modules)
 
 
-def _validate_config(config: dict[str, Any], source: str) -> tuple[int, str | list[str], dict[str, int]]:
+def _validate_config(
+    config: dict[str, Any], source: str
+) -> tuple[int, str | list[str], dict[str, int]]:
     if config.get("peft_type") != "LORA":
-        raise AdapterValidationError(f"{source}: peft_type is {config.get('peft_type')!r}, expected 'LORA'")
+        raise AdapterValidationError(
+            f"{source}: peft_type is {config.get('peft_type')!r}, expected 'LORA'"
+        )
     r = config.get("r")
     if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
         raise AdapterValidationError(f"{source}: r must be a positive integer, got {r!r}")
@@ -519,8 +549,12 @@ def _validate_config(config: dict[str, Any], source: str) -> tuple[int, str | li
         try:
             re.compile(targets)
         except re.error as exc:
-            raise AdapterValidationError(f"{source}: target_modules regex {targets!r}: {exc}") from None
-    elif not (isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)):
+            raise AdapterValidationError(
+                f"{source}: target_modules regex {targets!r}: {exc}"
+            ) from None
+    elif not (
+        isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)
+    ):
         raise AdapterValidationError(
             f"{source}: target_modules must be a non-empty list of module names or a regex, got {targets!r}"
         )
@@ -529,11 +563,15 @@ def _validate_config(config: dict[str, Any], source: str) -> tuple[int, str | li
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
         for k, v in rank_pattern.items()
     ):
-        raise AdapterValidationError(f"{source}: rank_pattern must map patterns to positive ints, got {rank_pattern!r}")
+        raise AdapterValidationError(
+            f"{source}: rank_pattern must map patterns to positive ints, got {rank_pattern!r}"
+        )
     return r, targets, rank_pattern
 
 
-def _validate_bytes(config_raw: bytes, weights: bytes, limits: AdapterLimits, label: str) -> set[str]:
+def _validate_bytes(
+    config_raw: bytes, weights: bytes, limits: AdapterLimits, label: str
+) -> set[str]:
     """All checks of :func:`validate_adapter` on the two files' bytes; returns tensor names."""
     total = len(config_raw) + len(weights)
     if total > limits.max_bytes:
@@ -555,7 +593,7 @@ def _validate_bytes(config_raw: bytes, weights: bytes, limits: AdapterLimits, la
                 "modules are not accepted)"
             )
         module = m["module"]
-        key = module[len(_PEFT_PREFIX):] if module.startswith(_PEFT_PREFIX) else module
+        key = module[len(_PEFT_PREFIX) :] if module.startswith(_PEFT_PREFIX) else module
         if not _targets(key, targets):
             raise AdapterValidationError(
                 f"{source}: tensor {name!r} belongs to module {key!r}, which target_modules "
@@ -563,7 +601,9 @@ def _validate_bytes(config_raw: bytes, weights: bytes, limits: AdapterLimits, la
             )
         rank = _rank_for(key, r, rank_pattern, source)
         if len(shape) < 2:
-            raise AdapterValidationError(f"{source}: tensor {name!r} has shape {shape}; LoRA weights are matrices")
+            raise AdapterValidationError(
+                f"{source}: tensor {name!r} has shape {shape}; LoRA weights are matrices"
+            )
         axis = 0 if m["ab"] == "A" else 1
         if shape[axis] != rank:
             raise AdapterValidationError(
@@ -573,7 +613,9 @@ def _validate_bytes(config_raw: bytes, weights: bytes, limits: AdapterLimits, la
         values = _as_float(weights, dtype, start, end)
         if not np.isfinite(values).all():
             bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-            raise AdapterValidationError(f"{source}: tensor {name!r} has {bad} NaN or infinite values")
+            raise AdapterValidationError(
+                f"{source}: tensor {name!r} has {bad} NaN or infinite values"
+            )
         seen.setdefault(module, set()).add(m["ab"])
     for module, parts in sorted(seen.items()):
         if parts != {"A", "B"}:
@@ -599,7 +641,9 @@ def validate_adapter(
             raise NotFoundError(f"{path} is missing: not a peft adapter folder")
     size = config_path.stat().st_size + weights_path.stat().st_size
     if size > limits.max_bytes:
-        raise PayloadTooLargeError(f"adapter {label} is {size} bytes, over the limit of {limits.max_bytes} bytes")
+        raise PayloadTooLargeError(
+            f"adapter {label} is {size} bytes, over the limit of {limits.max_bytes} bytes"
+        )
     expected = _validate_bytes(config_path.read_bytes(), weights_path.read_bytes(), limits, label)
     # The reference parser must agree, since peft will use it to load the folder.
     from safetensors import safe_open
@@ -608,9 +652,13 @@ def validate_adapter(
         with safe_open(str(weights_path), framework="numpy") as fh:
             names = set(fh.keys())
     except Exception as exc:  # safetensors raises its own SafetensorError
-        raise AdapterValidationError(f"{label}/{WEIGHTS_NAME}: safetensors refuses it: {exc}") from None
+        raise AdapterValidationError(
+            f"{label}/{WEIGHTS_NAME}: safetensors refuses it: {exc}"
+        ) from None
     if names != expected:
-        raise AdapterValidationError(f"{label}/{WEIGHTS_NAME}: tensor names disagree with safetensors")
+        raise AdapterValidationError(
+            f"{label}/{WEIGHTS_NAME}: tensor names disagree with safetensors"
+        )
 
 
 # =========================================================================== store round trip
@@ -645,7 +693,9 @@ def fetch_adapter(
     c = parse_cid(cid)
     blob = store.cat(str(c), max_bytes=limits.max_sealed_bytes)
     if len(blob) > limits.max_sealed_bytes:
-        raise PayloadTooLargeError(f"{c} is {len(blob)} bytes, over the limit of {limits.max_sealed_bytes}")
+        raise PayloadTooLargeError(
+            f"{c} is {len(blob)} bytes, over the limit of {limits.max_sealed_bytes}"
+        )
     actual = compute_cid(blob)
     if actual != str(c.as_version(0)):
         raise CidMismatchError(f"content fetched for {c} hashes to {actual}; refusing it")

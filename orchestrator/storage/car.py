@@ -122,7 +122,9 @@ def decode_header(raw: bytes, source: str) -> tuple[int, list[Cid]]:
         raise CarFormatError(f"{source}: bad CAR header: not a map with a 'version' key")
     version = header["version"]
     if version != 1:
-        raise CarFormatError(f"{source}: CAR version {version!r} is not supported (1, or 2 wrapping 1)")
+        raise CarFormatError(
+            f"{source}: CAR version {version!r} is not supported (1, or 2 wrapping 1)"
+        )
     roots = header.get("roots")
     if not isinstance(roots, list) or not all(isinstance(r, Cid) for r in roots):
         raise CarFormatError(f"{source}: bad CAR header: 'roots' must be a list of CIDs")
@@ -170,7 +172,9 @@ class _Limited:
         return data
 
 
-def read_car(stream: BinaryIO, source: str = "CAR") -> tuple[list[Cid], Iterator[tuple[Cid, bytes]]]:
+def read_car(
+    stream: BinaryIO, source: str = "CAR"
+) -> tuple[list[Cid], Iterator[tuple[Cid, bytes]]]:
     """Parse the header now; return the roots and a lazy iterator of verified (CID, block).
 
     Every block is re-hashed: a block that does not match its section's CID raises
@@ -187,7 +191,9 @@ def read_car(stream: BinaryIO, source: str = "CAR") -> tuple[list[Cid], Iterator
         data_offset, data_size = struct.unpack("<QQ", fixed[16:32])
         skip = data_offset - len(_CARV2_PRAGMA) - 40
         if skip < 0:
-            raise CarFormatError(f"{source}: CARv2 data offset {data_offset} points into its header")
+            raise CarFormatError(
+                f"{source}: CARv2 data offset {data_offset} points into its header"
+            )
         _read_exact(stream, skip, source, "CARv2 padding")
         return read_car(_Limited(stream, data_size), source)  # type: ignore[arg-type]
     _, roots = decode_header(raw, source)
@@ -201,7 +207,9 @@ def _iter_sections(stream: BinaryIO, source: str, offset: int) -> Iterator[tuple
         if length is None:
             return
         if length == 0 or length > MAX_SECTION_BYTES:
-            raise CarFormatError(f"{source}: section at byte {start} has implausible length {length}")
+            raise CarFormatError(
+                f"{source}: section at byte {start} has implausible length {length}"
+            )
         body = _read_exact(stream, length, source, f"section at byte {start}")
         offset = start + len(encode_varint(length)) + length
         try:

@@ -34,8 +34,9 @@ def import_stream(stream: BinaryIO, sink: BlockSink | None = None) -> tuple[Cid,
     return Cid(0, DAG_PB, digest), size
 
 
-def compute_cid(data: bytes | bytearray | memoryview | BinaryIO | os.PathLike[str] | str,
-                version: int = 0) -> str:
+def compute_cid(
+    data: bytes | bytearray | memoryview | BinaryIO | os.PathLike[str] | str, version: int = 0
+) -> str:
     """The CID Kubo's ``ipfs add`` (defaults) gives ``data``; ``version=1`` for its base32 v1.
 
     ``data`` may be bytes, a binary file object (read from its current position to EOF) or a
@@ -60,7 +61,9 @@ def compute_cid(data: bytes | bytearray | memoryview | BinaryIO | os.PathLike[st
     elif hasattr(data, "read"):
         cid, _ = import_stream(data)
     else:
-        raise TypeError(f"compute_cid needs bytes, a binary file or a path, not {type(data).__name__}")
+        raise TypeError(
+            f"compute_cid needs bytes, a binary file or a path, not {type(data).__name__}"
+        )
     return str(cid.as_version(version))
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from orchestrator.storage.base import Store
 from orchestrator.storage.errors import NotFoundError, StorageError
 
 _STORE_EPILOG = """\
@@ -34,7 +35,13 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("file", metavar="FILE", help="file to hash ('-' reads stdin)")
-    p.add_argument("--cid-version", type=int, choices=(0, 1), default=0, help="0 (Qm..., default) or 1 (bafy...)")
+    p.add_argument(
+        "--cid-version",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="0 (Qm..., default) or 1 (bafy...)",
+    )
     p.set_defaults(func=_cmd_cid)
 
     ipfs = subparsers.add_parser(
@@ -45,10 +52,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ipfs.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help="embedded store folder (chooses the embedded store even if $ORCH_IPFS_API is set)",
     )
-    ipfs.add_argument("--api", default=None, help="Kubo RPC API multiaddr; overrides $ORCH_IPFS_API")
+    ipfs.add_argument(
+        "--api", default=None, help="Kubo RPC API multiaddr; overrides $ORCH_IPFS_API"
+    )
     sub = ipfs.add_subparsers(dest="ipfs_command", metavar="ACTION")
     sub.required = True
 
@@ -99,16 +110,17 @@ def register(subparsers: Any) -> None:
 
 def _action(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
     """A sub-action whose --help repeats its one-line help plus where the store is."""
-    return sub.add_parser(
+    parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=text,
         description=text[0].upper() + text[1:] + ".",
         epilog=_STORE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: argparse.Namespace) -> Store:
     from orchestrator.storage import open_store
 
     # An explicit --data-dir means the embedded store even if $ORCH_IPFS_API is set.
@@ -160,9 +172,10 @@ def _cmd_unpin(args: argparse.Namespace) -> int:
 
 def _cmd_pins(args: argparse.Namespace) -> int:
     store = _store(args)
-    if not hasattr(store, "pins"):
+    pins = getattr(store, "pins", None)
+    if pins is None:
         raise StorageError(f"{store!r} cannot list pins; use `ipfs pin ls` on the node")
-    for cid in store.pins():
+    for cid in pins():
         print(cid)
     return 0
 

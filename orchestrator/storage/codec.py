@@ -155,7 +155,9 @@ class Cid:
     def as_version(self, version: int) -> Cid:
         if version == 0:
             if self.codec != DAG_PB:
-                raise InvalidCidError(f"{self} uses codec {self.codec_name}; only dag-pb has a CIDv0")
+                raise InvalidCidError(
+                    f"{self} uses codec {self.codec_name}; only dag-pb has a CIDv0"
+                )
             return Cid(0, DAG_PB, self.digest)
         return Cid(1, self.codec, self.digest)
 
@@ -186,7 +188,9 @@ class Cid:
     def from_bytes(cls, raw: bytes, what: str | None = None) -> Cid:
         cid, end = cls.read(raw, 0, what=what)
         if end != len(raw):
-            raise InvalidCidError(f"{what or raw.hex()}: {len(raw) - end} trailing bytes after the CID")
+            raise InvalidCidError(
+                f"{what or raw.hex()}: {len(raw) - end} trailing bytes after the CID"
+            )
         return cid
 
     @classmethod

@@ -221,6 +221,7 @@ class EmbeddedStore(Store):
         staging = self.tmp_dir / f"add-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
+
             def sink(digest: bytes, parts: Sequence[bytes | memoryview]) -> None:
                 target = staging / digest.hex()
                 if not target.exists():
@@ -277,7 +278,9 @@ class EmbeddedStore(Store):
             if data:
                 total += len(data)
                 if max_bytes is not None and total > max_bytes:
-                    raise PayloadTooLargeError(f"{cid} is larger than the limit of {max_bytes} bytes")
+                    raise PayloadTooLargeError(
+                        f"{cid} is larger than the limit of {max_bytes} bytes"
+                    )
                 yield data
             if links:
                 sizes = child_sizes(block, c)
@@ -402,5 +405,3 @@ class EmbeddedStore(Store):
             return [str(r) for r in roots]
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-

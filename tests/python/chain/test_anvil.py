@@ -123,3 +123,22 @@ def test_reorg_via_evm_revert_rescans_without_duplicates_or_orphans(
         scanner.mark_processed(event)
     mine(w3, 2)
     assert scanner.poll() == []
+
+
+def test_receipt_timeout_on_a_slow_chain_then_the_nonce_continues_after_the_pending_one(build_dir: Path) -> None:
+    from orchestrator.chain import TransactionTimeoutError
+
+    with AnvilProcess(block_time=2) as node:  # interval mining: receipts take up to 2 s
+        w3 = connect(node.url)
+        (account,) = funded_accounts(w3, 1, seed="anvil-slow")
+        impatient = Transactor(w3, account, build_dir=build_dir, receipt_timeout=0.2)
+        with pytest.raises(TransactionTimeoutError, match="no receipt for 0x"):
+            impatient.send(account.address, value=1)
+        impatient.receipt_timeout = 30
+        receipt = impatient.send(account.address, value=2)  # resynced from the pending count
+        assert receipt["status"] == 1
+        nonces = [w3.eth.get_transaction(h)["nonce"]
+                  for b in range(1, w3.eth.block_number + 1)
+                  for h in w3.eth.get_block(b)["transactions"]
+                  if w3.eth.get_transaction(h)["from"] == account.address]
+        assert nonces == [0, 1]

@@ -100,3 +100,14 @@ def test_unreachable_endpoint_is_retried_then_fails_naming_the_url() -> None:
 def test_non_http_url_is_a_config_error_naming_the_value() -> None:
     with pytest.raises(ConfigError, match="ws://localhost:8546"):
         connect("ws://localhost:8546")
+
+
+def test_connect_from_env_reads_orch_rpc_url_and_chain_id(anvil) -> None:
+    from orchestrator.chain import connect_from_env, is_in_process
+
+    in_process = connect_from_env({"ORCH_RPC_URL": "", "ORCH_CHAIN_ID": "77"})
+    assert is_in_process(in_process) and in_process.eth.chain_id == 77
+    remote = connect_from_env({"ORCH_RPC_URL": anvil.url})
+    assert not is_in_process(remote) and remote.eth.chain_id == anvil.chain_id
+    with pytest.raises(ConfigError, match="ORCH_CHAIN_ID='abc'"):
+        connect_from_env({"ORCH_CHAIN_ID": "abc"})

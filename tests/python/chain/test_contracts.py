@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,20 @@ def test_deploy_protocol_writes_a_manifest_with_every_contract(build_dir: Path, 
     assert set(manifest.contracts) == set(PROTOCOL_CONTRACTS) == set(protocol.names)
     assert manifest.chain_id == 1337 and manifest.deployer == accounts[0].address
     assert Manifest.read(tmp_path / "deployments" / "1337.json") == manifest
+    assert manifest.orgs == [accounts[1].address]
     for name, record in manifest.contracts.items():
         assert len(w3.eth.get_code(record.address)) > 0
         assert record.artifact.endswith(f"{name}.json")
         # The recorded block is the one whose receipt created the contract.
         assert w3.eth.get_code(record.address, block_identifier=record.block - 1) == b""
+
+    # The anchor deployed on the same (local) chain joins the manifest, as deploy_anchor.py does.
+    path = tmp_path / "deployments" / "1337.json"
+    deploy_anchor(w3, Transactor(w3, accounts[0], build_dir=build_dir), accounts[1].address,
+                  build_dir=build_dir, manifest_path=path)
+    merged = Manifest.read(path)
+    assert set(merged.contracts) == {*PROTOCOL_CONTRACTS, "PublicAnchor"}
+    assert merged.orgs == [accounts[1].address] and merged.params == manifest.params
 
 
 def test_roles_are_wired_like_scripts_deploy(deployed, module_chain) -> None:
@@ -74,6 +84,9 @@ def test_roles_are_wired_like_scripts_deploy(deployed, module_chain) -> None:
     assert has("Staking", "SLASHER_ROLE", p.Unlearning.address)
     assert has("Membership", "AGGREGATOR_ROLE", deployer)
     assert has("Membership", "RELAYER_ROLE", deployer)
+    assert p.Unlearning.functions.defaultAggregator().call() == deployer
+    assert p.Staking.functions.stakeOf(deployer).call() == MIN_STAKE  # slashable aggregator
+    assert p.ContributionRegistry.functions.rounds().call() == p.Rounds.address
     assert not has("ContributionRegistry", "REVOKER_ROLE", p.Rounds.address)
     assert not has("Staking", "SLASHER_ROLE", accounts[1].address)
 
@@ -141,6 +154,28 @@ def test_deploy_anchor_on_a_second_chain_grants_the_relayer(build_dir: Path, acc
     tx = Transactor(public, relayer, build_dir=build_dir)
     tx.transact(anchor.functions.postRoot(1337, 1, 10, b"\x09" * 32))
     assert anchor.functions.lastToBlock(1337).call() == 10
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through it
+    spec.loader.exec_module(module)  # brownie is imported lazily there: safe without a network
+    return module
+
+
+def test_protocol_params_have_the_defaults_and_env_names_of_scripts_deploy() -> None:
+    script = _load_script("deploy")
+    ours, theirs = ProtocolParams(), script.DeployParams()
+    for name in ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
+                 "org_tokens", "reward_pool"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    env = {"ORCH_MIN_STAKE": "5e20", "ORCH_UNBOND_DELAY": "60"}
+    assert ProtocolParams.from_env(env).min_stake == script.DeployParams.from_env(env).min_stake == 5 * 10**20
+    assert ProtocolParams.from_env(env).unbond_delay == 60
 
 
 def test_protocol_params_validate_their_values() -> None:

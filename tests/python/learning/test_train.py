@@ -59,15 +59,15 @@ def test_init_adapter_continues_from_the_given_adapter(tiny, cfg, orgs, out) -> 
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(tiny, orgs, out) -> None:  # type: ignore[no-untyped-def]
-    # A real fault, no mock: an absurd learning rate makes the weights (then the loss) blow up.
-    cfg = TrainConfig(steps=20, lr=1e30, seq_len=32, batch_size=2)
-    with pytest.raises(LearningError, match="lower the learning rate|non-finite"):
-        train_adapter(tiny, orgs["sport"].train, cfg, out / "nan", progress=False)
-    if (out / "nan").exists():
-        import torch
+    # A real fault, no mock: with lr=1e38 AdamW pushes the weights past float32's range.
+    import torch
 
-        assert all(torch.isfinite(t).all() for t in read_adapter(out / "nan").tensors.values())
-        assert "stopped_at_step" in json.loads((out / "nan" / "ledgerlora.json").read_text())
+    cfg = TrainConfig(steps=20, lr=1e38, seq_len=32, batch_size=2)
+    with pytest.raises(LearningError, match=r"training stopped at step \d+: .* lower the learning rate"):
+        train_adapter(tiny, orgs["sport"].train, cfg, out / "nan", progress=False)
+    assert all(torch.isfinite(t).all() for t in read_adapter(out / "nan").tensors.values())
+    meta = json.loads((out / "nan" / "ledgerlora.json").read_text())
+    assert meta["stopped_at_step"] >= 1
 
 
 def test_texts_too_short_to_train_on_are_a_clear_error(tiny, cfg, out) -> None:  # type: ignore[no-untyped-def]

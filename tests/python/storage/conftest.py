@@ -32,7 +32,9 @@ def _isolated_storage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.fixture
 def oracle() -> Callable[[Path], dict[str, str]]:
     if not os.access(ORACLE, os.X_OK):
-        pytest.skip(f"the CID oracle {ORACLE} is not installed (apt-get install ipfs-cid; make setup)")
+        pytest.skip(
+            f"the CID oracle {ORACLE} is not installed (apt-get install ipfs-cid; make setup)"
+        )
 
     def run(path: Path) -> dict[str, str]:
         out = subprocess.run([ORACLE, str(path)], capture_output=True, text=True, check=True)

@@ -8,7 +8,5 @@ from orchestrator.storage.embedded import EmbeddedStore
 
 def store_snapshot(store: EmbeddedStore) -> tuple[frozenset[str], frozenset[str], int]:
     """(block files, pins, entries in tmp/): what "nothing partial is left" compares."""
-    blocks = frozenset(
-        p.name for p in store.blocks_dir.rglob("*") if p.is_file()
-    )
+    blocks = frozenset(p.name for p in store.blocks_dir.rglob("*") if p.is_file())
     return blocks, frozenset(store.pins()), len(list(store.tmp_dir.iterdir()))

@@ -276,7 +276,9 @@ def test_fetch_refuses_oversize_payload_before_decrypting(lora, store, keys, tmp
 
 def test_store_refuses_oversize_adapter(lora, store, keys):
     with pytest.raises(PayloadTooLargeError, match="limit"):
-        store_adapter(store, lora["a"], _recipients(keys, ALICE), limits=AdapterLimits(max_bytes=1000))
+        store_adapter(
+            store, lora["a"], _recipients(keys, ALICE), limits=AdapterLimits(max_bytes=1000)
+        )
     assert store.pins() == []
 
 
@@ -297,7 +299,9 @@ def _poison(value):
     return edit
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"]
+)
 def test_non_finite_values_are_rejected_on_store_and_on_fetch(lora, store, keys, tmp_path, value):
     bad = _variant(lora["a"], tmp_path / "bad", tensors=_poison(value))
     with pytest.raises(AdapterValidationError, match="NaN or infinite"):
@@ -324,7 +328,9 @@ def test_rank_pattern_is_honoured(lora, tmp_path):
 
 
 def test_tensor_of_a_module_not_in_target_modules_is_rejected(lora, tmp_path):
-    bad = _variant(lora["a"], tmp_path / "bad", config=lambda c: {**c, "target_modules": ["q_proj"]})
+    bad = _variant(
+        lora["a"], tmp_path / "bad", config=lambda c: {**c, "target_modules": ["q_proj"]}
+    )
     with pytest.raises(AdapterValidationError, match="v_proj"):
         validate_adapter(bad)
 
@@ -376,7 +382,9 @@ def test_bfloat16_adapter_is_validated_including_nan_detection(lora, tmp_path):
     to_bf16 = lambda s: {k: v.to(torch.bfloat16) for k, v in s.items()}  # noqa: E731
     good = _variant(lora["a"], tmp_path / "bf16", tensors=to_bf16)
     validate_adapter(good)
-    bad = _variant(lora["a"], tmp_path / "bf16-nan", tensors=lambda s: _poison(float("nan"))(to_bf16(s)))
+    bad = _variant(
+        lora["a"], tmp_path / "bf16-nan", tensors=lambda s: _poison(float("nan"))(to_bf16(s))
+    )
     with pytest.raises(AdapterValidationError, match="NaN"):
         validate_adapter(bad)
 

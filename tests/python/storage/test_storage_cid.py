@@ -134,19 +134,29 @@ def _reference_balanced(chunks: list[bytes], max_links: int) -> bytes:
 
     def leaf() -> tuple[bytes, int, int]:
         data = pending.pop(0)
-        unixfs = _pb_field(1, 0, 2) + (_pb_field(2, 2, data) if data else b"") + _pb_field(3, 0, len(data))
+        unixfs = (
+            _pb_field(1, 0, 2)
+            + (_pb_field(2, 2, data) if data else b"")
+            + _pb_field(3, 0, len(data))
+        )
         block = _pb_field(1, 2, unixfs)
         return hashlib.sha256(block).digest(), len(data), len(block)
 
     def node(children: list[tuple[bytes, int, int]]) -> tuple[bytes, int, int]:
         links = b"".join(
-            _pb_field(2, 2, _pb_field(1, 2, b"\x12\x20" + d) + _pb_field(2, 2, b"") + _pb_field(3, 0, t))
+            _pb_field(
+                2, 2, _pb_field(1, 2, b"\x12\x20" + d) + _pb_field(2, 2, b"") + _pb_field(3, 0, t)
+            )
             for d, _, t in children
         )
         unixfs = _pb_field(1, 0, 2) + _pb_field(3, 0, sum(c[1] for c in children))
         unixfs += b"".join(_pb_field(4, 0, c[1]) for c in children)
         block = links + _pb_field(1, 2, unixfs)
-        return hashlib.sha256(block).digest(), sum(c[1] for c in children), len(block) + sum(c[2] for c in children)
+        return (
+            hashlib.sha256(block).digest(),
+            sum(c[1] for c in children),
+            len(block) + sum(c[2] for c in children),
+        )
 
     def fill(first: tuple[bytes, int, int] | None, depth: int) -> tuple[bytes, int, int]:
         children = [first] if first else []

@@ -20,7 +20,11 @@ def test_cid_command_prints_only_the_oracle_cid_on_stdout(make_file, oracle):
     for flag, key in (([], "CIDv0"), (["--cid-version", "1"], "CIDv1")):
         out = subprocess.run(
             [sys.executable, "-m", "orchestrator", "cid", str(path), *flag],
-            capture_output=True, text=True, check=True, cwd=REPO, env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env=env,
         )
         assert out.stdout == oracle(path)[key] + "\n"
 
@@ -62,7 +66,9 @@ def test_ipfs_uses_orch_ipfs_dir_by_default(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "from-env" / "pins.json").is_file()
 
 
-@pytest.mark.parametrize("argv", [["cid", "--help"], ["ipfs", "--help"], ["ipfs", "export-car", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["cid", "--help"], ["ipfs", "--help"], ["ipfs", "export-car", "--help"]]
+)
 def test_help_texts_explain_the_commands(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

@@ -1,0 +1,287 @@
+"""Unlearning: request (Org / Round / Samples), acknowledge, receipt before the deadline, slash on a miss."""
+
+import brownie
+import pytest
+
+from conftest import MIN_STAKE, RESPONSE_WINDOW, SLASH_AMOUNT, ZERO32, advance, b32, err, plain
+
+ORG, ROUND, SAMPLES = 0, 1, 2
+REQUESTED, ACKNOWLEDGED, COMPLETED, SLASHED = 1, 2, 3, 4
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def rid32(round_id):
+    return "0x" + round_id.to_bytes(32, "big").hex()
+
+
+@pytest.fixture(scope="module")
+def history(finalized_round, members):
+    """Two finalized rounds: org 0 in both, org 1 in the first only."""
+    r1 = finalized_round(members[:2])
+    r2 = finalized_round(members[:1])
+    return r1, r2
+
+
+@pytest.fixture(scope="module")
+def new_request(protocol, history, members):
+    """Factory: ``org`` requests ``scope``/``target``; returns the request id."""
+
+    def _request(org=None, scope=ORG, target=ZERO32, sender=None):
+        org = org or members[0]
+        tx = protocol["unlearning"].requestUnlearning(org, scope, target, b32("gdpr"), {"from": sender or org})
+        return int(tx.return_value)
+
+    return _request
+
+
+# --- request -----------------------------------------------------------------------------------
+
+
+def test_org_requests_removal_of_all_its_contributions(protocol, history, members):
+    u = protocol["unlearning"]
+    tx = u.requestUnlearning(members[0], ORG, ZERO32, b32("gdpr"), {"from": members[0]})
+    deadline = tx.timestamp + RESPONSE_WINDOW
+    assert tx.return_value == 1
+    assert tx.events["UnlearningRequested"] == {
+        "requestId": 1, "org": members[0], "scope": ORG, "target": ZERO32, "reasonHash": b32("gdpr"), "deadline": deadline
+    }
+    assert plain(u.getRequest(1)) == (members[0].address, ORG, REQUESTED, deadline, ZERO_ADDRESS, ZERO32, ZERO32)
+    assert u.requestCount() == 1
+
+
+def test_governor_requests_for_a_data_subject(protocol, history, members, gov):
+    r1, _ = history
+    tx = protocol["unlearning"].requestUnlearning(members[1], ROUND, rid32(r1), b32("subject"), {"from": gov})
+    assert tx.events["UnlearningRequested"]["org"] == members[1]
+    assert tx.events["UnlearningRequested"]["target"] == rid32(r1)
+
+
+def test_samples_scope_needs_a_non_zero_root(protocol, history, members):
+    u = protocol["unlearning"]
+    tx = u.requestUnlearning(members[0], SAMPLES, b32("samples-root"), b32("r"), {"from": members[0]})
+    assert tx.events["UnlearningRequested"]["scope"] == SAMPLES
+    with brownie.reverts(err("UnlearningInvalidTarget", SAMPLES, ZERO32)):
+        u.requestUnlearning(members[0], SAMPLES, ZERO32, b32("r"), {"from": members[0]})
+
+
+def test_request_for_another_org_reverts(protocol, history, members):
+    with brownie.reverts(err("UnlearningNotAuthorized", members[1], members[0])):
+        protocol["unlearning"].requestUnlearning(members[0], ORG, ZERO32, b32("r"), {"from": members[1]})
+
+
+def test_request_without_contribution_reverts(protocol, history, members, rando):
+    u = protocol["unlearning"]
+    _, r2 = history
+    with brownie.reverts(err("UnlearningNoContribution", members[3], ORG, ZERO32)):
+        u.requestUnlearning(members[3], ORG, ZERO32, b32("r"), {"from": members[3]})
+    with brownie.reverts(err("UnlearningNoContribution", members[1], ROUND, rid32(r2))):
+        u.requestUnlearning(members[1], ROUND, rid32(r2), b32("r"), {"from": members[1]})
+    with brownie.reverts(err("UnlearningNoContribution", rando, SAMPLES, b32("s"))):
+        u.requestUnlearning(rando, SAMPLES, b32("s"), b32("r"), {"from": rando})
+
+
+def test_request_with_bad_target_reverts(protocol, history, members):
+    u = protocol["unlearning"]
+    with brownie.reverts(err("UnlearningInvalidTarget", ORG, b32("x"))):
+        u.requestUnlearning(members[0], ORG, b32("x"), b32("r"), {"from": members[0]})
+    with brownie.reverts(err("UnlearningInvalidTarget", ROUND, rid32(0))):
+        u.requestUnlearning(members[0], ROUND, rid32(0), b32("r"), {"from": members[0]})
+    with brownie.reverts(err("UnlearningInvalidTarget", ROUND, rid32(99))):
+        u.requestUnlearning(members[0], ROUND, rid32(99), b32("r"), {"from": members[0]})
+
+
+# --- acknowledge -------------------------------------------------------------------------------
+
+
+def test_acknowledge_records_the_responsible_aggregator(protocol, new_request, staked_aggregator):
+    u, req = protocol["unlearning"], new_request()
+    tx = u.acknowledge(req, {"from": staked_aggregator})
+    assert tx.events["UnlearningAcknowledged"] == {"requestId": req, "aggregator": staked_aggregator}
+    org, scope, state, deadline, aggregator, target, model = plain(u.getRequest(req))
+    assert (state, aggregator) == (ACKNOWLEDGED, staked_aggregator.address)
+    with brownie.reverts(err("UnlearningWrongState", req, ACKNOWLEDGED)):
+        u.acknowledge(req, {"from": staked_aggregator})
+
+
+def test_acknowledge_needs_a_staked_aggregator(protocol, new_request, staked_aggregator, members, gov):
+    u, req = protocol["unlearning"], new_request()
+    with brownie.reverts(err("UnlearningNotStakedAggregator", members[1])):
+        u.acknowledge(req, {"from": members[1]})  # staked, but not an aggregator
+    protocol["staking"].requestUnbond(1, {"from": staked_aggregator})  # now below the minimum stake
+    with brownie.reverts(err("UnlearningNotStakedAggregator", staked_aggregator)):
+        u.acknowledge(req, {"from": staked_aggregator})
+
+
+def test_acknowledge_after_deadline_or_unknown_reverts(protocol, new_request, staked_aggregator):
+    u, req = protocol["unlearning"], new_request()
+    deadline = u.getRequest(req)[3]
+    advance(RESPONSE_WINDOW + 1)
+    with brownie.reverts(err("UnlearningDeadlinePassed", req, deadline)):
+        u.acknowledge(req, {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningUnknownRequest", 99)):
+        u.acknowledge(99, {"from": staked_aggregator})
+
+
+# --- complete ----------------------------------------------------------------------------------
+
+
+def test_complete_org_scope_revokes_every_contribution_and_records_version(
+    protocol, history, new_request, staked_aggregator, members
+):
+    u, registry = protocol["unlearning"], protocol["registry"]
+    r1, r2 = history
+    req = new_request()
+    u.acknowledge(req, {"from": staked_aggregator})
+    latest = registry.latestVersion()
+    tx = u.completeUnlearning(req, b32("clean"), b32("removed"), b32("metrics"), {"from": staked_aggregator})
+    assert tx.return_value == latest + 1
+    assert tx.events["UnlearningCompleted"] == {
+        "requestId": req, "versionId": latest + 1, "newModelCid": b32("clean"),
+        "removedRoot": b32("removed"), "metricsHash": b32("metrics"),
+    }
+    revoked = [(e["roundId"], e["org"], e["requestId"]) for e in tx.events["ContributionRevoked"]]
+    assert revoked == [(r1, members[0].address, req), (r2, members[0].address, req)]
+    assert registry.isRevoked(r1, members[0]) and registry.isRevoked(r2, members[0])
+    assert not registry.isRevoked(r1, members[1])
+    assert plain(registry.getVersion(latest + 1))[:3] == (b32("clean"), latest, 0)
+    assert plain(u.getRequest(req))[2:] == (
+        COMPLETED, u.getRequest(req)[3], staked_aggregator.address, ZERO32, b32("clean")
+    )
+
+
+def test_complete_round_scope_revokes_only_that_round(protocol, history, new_request, staked_aggregator, members):
+    u, registry = protocol["unlearning"], protocol["registry"]
+    r1, r2 = history
+    req = new_request(scope=ROUND, target=rid32(r2))
+    tx = u.completeUnlearning(req, b32("clean"), b32("removed"), b32("m"), {"from": staked_aggregator})
+    assert [e["roundId"] for e in tx.events["ContributionRevoked"]] == [r2]
+    assert registry.isRevoked(r2, members[0]) and not registry.isRevoked(r1, members[0])
+    # the revoked round can no longer be asked for; the org still has a live one
+    with brownie.reverts(err("UnlearningNoContribution", members[0], ROUND, rid32(r2))):
+        u.requestUnlearning(members[0], ROUND, rid32(r2), b32("r"), {"from": members[0]})
+
+
+def test_complete_samples_scope_revokes_nothing(protocol, history, new_request, staked_aggregator, members):
+    u, registry = protocol["unlearning"], protocol["registry"]
+    r1, r2 = history
+    req = new_request(scope=SAMPLES, target=b32("samples"))
+    tx = u.completeUnlearning(req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator})
+    assert "ContributionRevoked" not in tx.events
+    assert "VersionRecorded" in tx.events
+    assert not registry.isRevoked(r1, members[0]) and not registry.isRevoked(r2, members[0])
+
+
+def test_round_request_already_covered_by_org_request_still_completes(
+    protocol, history, new_request, staked_aggregator
+):
+    u = protocol["unlearning"]
+    _, r2 = history
+    by_round = new_request(scope=ROUND, target=rid32(r2))
+    by_org = new_request()
+    u.completeUnlearning(by_org, b32("a"), b32("r"), b32("m"), {"from": staked_aggregator})
+    tx = u.completeUnlearning(by_round, b32("b"), b32("r"), b32("m"), {"from": staked_aggregator})
+    assert "ContributionRevoked" not in tx.events
+    assert u.getRequest(by_round)[2] == COMPLETED
+
+
+def test_complete_after_deadline_reverts(protocol, new_request, staked_aggregator):
+    u, req = protocol["unlearning"], new_request()
+    u.acknowledge(req, {"from": staked_aggregator})
+    deadline = u.getRequest(req)[3]
+    advance(RESPONSE_WINDOW + 1)
+    with brownie.reverts(err("UnlearningDeadlinePassed", req, deadline)):
+        u.completeUnlearning(req, b32("late"), b32("r"), b32("m"), {"from": staked_aggregator})
+
+
+def test_complete_failures(protocol, new_request, staked_aggregator, members):
+    u, req = protocol["unlearning"], new_request()
+    with brownie.reverts(err("UnlearningNotStakedAggregator", members[0])):
+        u.completeUnlearning(req, b32("m"), b32("r"), b32("m"), {"from": members[0]})
+    with brownie.reverts(err("UnlearningZeroModelCid", req)):
+        u.completeUnlearning(req, ZERO32, b32("r"), b32("m"), {"from": staked_aggregator})
+    u.completeUnlearning(req, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningWrongState", req, COMPLETED)):
+        u.completeUnlearning(req, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningUnknownRequest", 77)):
+        u.completeUnlearning(77, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
+
+
+# --- slash -------------------------------------------------------------------------------------
+
+
+def test_missed_deadline_slashes_the_acknowledging_aggregator(protocol, new_request, staked_aggregator, rando, gov):
+    u, staking, token = protocol["unlearning"], protocol["staking"], protocol["token"]
+    req = new_request()
+    u.acknowledge(req, {"from": staked_aggregator})
+    advance(RESPONSE_WINDOW + 1)
+    treasury_before = token.balanceOf(gov)
+    tx = u.slashMissed(req, {"from": rando})
+    assert tx.events["AggregatorSlashed"] == {"requestId": req, "aggregator": staked_aggregator, "amount": SLASH_AMOUNT}
+    assert tx.events["Slashed"] == {
+        "account": staked_aggregator, "amount": SLASH_AMOUNT, "reasonHash": "0x" + req.to_bytes(32, "big").hex()
+    }
+    assert staking.stakeOf(staked_aggregator) == MIN_STAKE - SLASH_AMOUNT
+    assert token.balanceOf(gov) == treasury_before + SLASH_AMOUNT
+    assert u.getRequest(req)[2] == SLASHED
+    with brownie.reverts(err("UnlearningWrongState", req, SLASHED)):
+        u.slashMissed(req, {"from": rando})
+
+
+def test_unacknowledged_miss_slashes_the_default_aggregator(protocol, new_request, staked_aggregator, rando, gov):
+    u = protocol["unlearning"]
+    req = new_request()
+    advance(RESPONSE_WINDOW + 1)
+    with brownie.reverts(err("UnlearningNoAggregator", req)):
+        u.slashMissed(req, {"from": rando})
+    tx = u.setDefaultAggregator(staked_aggregator, {"from": gov})
+    assert tx.events["DefaultAggregatorSet"] == {"previous": ZERO_ADDRESS, "aggregator": staked_aggregator}
+    tx = u.slashMissed(req, {"from": rando})
+    assert tx.events["AggregatorSlashed"]["aggregator"] == staked_aggregator
+    assert plain(u.getRequest(req))[4] == staked_aggregator.address
+
+
+def test_slash_is_capped_at_the_aggregator_stake(protocol, new_request, staked_aggregator, rando):
+    u, staking = protocol["unlearning"], protocol["staking"]
+    staking.requestUnbond(MIN_STAKE - 10, {"from": staked_aggregator})  # 10 active, rest pending
+    req = new_request()
+    # the aggregator acknowledged nothing (it is below min stake now); make it the default
+    u.setDefaultAggregator(staked_aggregator, {"from": u.governor()})
+    staking.slash(staked_aggregator, MIN_STAKE - 20, b32("earlier"), {"from": u.governor()})
+    assert staking.slashableOf(staked_aggregator) == 20
+    advance(RESPONSE_WINDOW + 1)
+    tx = u.slashMissed(req, {"from": rando})
+    assert tx.events["AggregatorSlashed"]["amount"] == 20
+    assert staking.slashableOf(staked_aggregator) == 0
+    # with nothing left the request is still closed, for 0
+    req2 = new_request()
+    advance(RESPONSE_WINDOW + 1)
+    tx = u.slashMissed(req2, {"from": rando})
+    assert tx.events["AggregatorSlashed"]["amount"] == 0 and "Slashed" not in tx.events
+
+
+def test_slash_before_deadline_reverts(protocol, new_request, staked_aggregator, rando):
+    u, req = protocol["unlearning"], new_request()
+    u.acknowledge(req, {"from": staked_aggregator})
+    deadline = u.getRequest(req)[3]
+    with brownie.reverts(err("UnlearningDeadlineNotReached", req, deadline)):
+        u.slashMissed(req, {"from": rando})
+
+
+def test_completed_request_cannot_be_slashed(protocol, new_request, staked_aggregator, rando):
+    u, req = protocol["unlearning"], new_request()
+    u.completeUnlearning(req, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
+    advance(RESPONSE_WINDOW + 1)
+    with brownie.reverts(err("UnlearningWrongState", req, COMPLETED)):
+        u.slashMissed(req, {"from": rando})
+
+
+def test_set_default_aggregator_by_non_governor_reverts(protocol, rando):
+    with brownie.reverts(err("UnlearningNotGovernor", rando)):
+        protocol["unlearning"].setDefaultAggregator(rando, {"from": rando})
+
+
+def test_views_report_constructor_arguments(protocol, gov):
+    u = protocol["unlearning"]
+    assert (u.responseWindow(), u.slashAmount(), u.governor(), u.defaultAggregator()) == (
+        RESPONSE_WINDOW, SLASH_AMOUNT, gov.address, ZERO_ADDRESS
+    )
