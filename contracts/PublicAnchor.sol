@@ -28,6 +28,7 @@ contract PublicAnchor is IPublicAnchor, AccessControl {
 
     /// @param governor gets `DEFAULT_ADMIN_ROLE` and grants `RELAYER_ROLE`.
     constructor(address governor) {
+        if (governor == address(0)) revert AnchorZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
     }
 

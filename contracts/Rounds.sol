@@ -92,6 +92,7 @@ contract Rounds is IRounds, ReentrancyGuardTransient {
         onlyAggregator
         returns (uint256 roundId)
     {
+        if (configCid == bytes32(0)) revert RoundsZeroConfigCid();
         if (deadline <= block.timestamp) revert RoundsDeadlineInPast(deadline, uint64(block.timestamp));
         uint256 pool = _rewardPool;
         if (rewardBudget > pool) revert RoundsInsufficientRewardPool(rewardBudget, pool);
@@ -287,6 +288,21 @@ contract Rounds is IRounds, ReentrancyGuardTransient {
     /// @inheritdoc IRounds
     function governor() external view returns (address) {
         return _governor;
+    }
+
+    /// @inheritdoc IRounds
+    function token() external view returns (address) {
+        return address(_token);
+    }
+
+    /// @inheritdoc IRounds
+    function membership() external view returns (address) {
+        return address(_membership);
+    }
+
+    /// @inheritdoc IRounds
+    function registry() external view returns (address) {
+        return address(_registry);
     }
 
     function _isAggregator(address account) private view returns (bool) {

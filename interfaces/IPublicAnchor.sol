@@ -17,6 +17,8 @@ interface IPublicAnchor {
     error AnchorInvalidChainId(uint256 sourceChainId);
     /// @notice Anchor `anchorId` does not exist.
     error AnchorUnknown(uint256 anchorId);
+    /// @notice The governor is the zero address.
+    error AnchorZeroAddress();
 
     /// @notice Root `root` of the records of blocks `fromBlock..toBlock` of chain `sourceChainId` was anchored as `anchorId`.
     event RootAnchored(

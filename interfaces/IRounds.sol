@@ -29,6 +29,8 @@ interface IRounds {
     error RoundsNotClosed(uint256 roundId, RoundState state);
     /// @notice Round `roundId` is in `state`, not Finalized.
     error RoundsNotFinalized(uint256 roundId, RoundState state);
+    /// @notice The config CID of a new round is zero.
+    error RoundsZeroConfigCid();
     /// @notice The deadline `deadline` is not after the current time `nowTimestamp`.
     error RoundsDeadlineInPast(uint64 deadline, uint64 nowTimestamp);
     /// @notice Round `roundId` stopped accepting submissions at `deadline`.
@@ -88,7 +90,7 @@ interface IRounds {
     /// @notice Opens a round.
     /// Requirements:
     /// - caller has `AGGREGATOR_ROLE` in Membership or is the governor;
-    /// - `deadline > block.timestamp`; `rewardBudget <= rewardPool()`.
+    /// - `configCid` != 0; `deadline > block.timestamp`; `rewardBudget <= rewardPool()`.
     /// Emits a {RoundOpened} event.
     /// @return roundId the new round's id (1, 2, ...).
     function openRound(bytes32 configCid, uint64 deadline, uint256 rewardBudget) external returns (uint256 roundId);
@@ -186,4 +188,13 @@ interface IRounds {
 
     /// @notice The governor fixed at deployment.
     function governor() external view returns (address);
+
+    /// @notice The reward token.
+    function token() external view returns (address);
+
+    /// @notice The Membership contract whose roles are checked.
+    function membership() external view returns (address);
+
+    /// @notice The registry that records the versions.
+    function registry() external view returns (address);
 }

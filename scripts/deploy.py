@@ -25,7 +25,14 @@ from typing import Any
 TOKEN = 10**18
 LOCAL_NETWORKS = frozenset({"development", "anvil", "hardhat", "ganache", "geth-dev"})
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "deployments"
-CONTRACT_ORDER = ("LedgerToken", "Staking", "Membership", "ContributionRegistry", "Rounds", "Unlearning")
+CONTRACT_ORDER = (
+    "LedgerToken",
+    "Staking",
+    "Membership",
+    "ContributionRegistry",
+    "Rounds",
+    "Unlearning",
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,9 @@ class DeployParams:
     initial_supply: int = 1_000_000_000 * TOKEN  # minted to the deployer (governor)
     min_stake: int = 100 * TOKEN  # stake needed to join, and for aggregators to act
     unbond_delay: int = 7 * 24 * 3600  # seconds between an unbond request and the withdrawal
-    response_window: int = 3 * 24 * 3600  # seconds an aggregator has to answer an unlearning request
+    response_window: int = (
+        3 * 24 * 3600
+    )  # seconds an aggregator has to answer an unlearning request
     slash_amount: int = 50 * TOKEN  # taken from an aggregator that misses a deadline
     org_tokens: int = 10_000 * TOKEN  # local networks: tokens sent to each org account
     num_orgs: int = 5  # local networks: accounts[1..num_orgs] are the orgs
@@ -45,13 +54,17 @@ class DeployParams:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f"deploy parameter {f.name} must be a non-negative integer; got {value!r}")
+                raise ValueError(
+                    f"deploy parameter {f.name} must be a non-negative integer; got {value!r}"
+                )
         if self.unbond_delay >= 2**64 or self.response_window >= 2**64:
             raise ValueError(
                 f"unbond_delay and response_window must fit 64 bits; got {self.unbond_delay}, {self.response_window}"
             )
         if self.slash_amount == 0:
-            raise ValueError("slash_amount must be positive, or a missed unlearning deadline costs nothing")
+            raise ValueError(
+                "slash_amount must be positive, or a missed unlearning deadline costs nothing"
+            )
         local_needs = self.min_stake + self.num_orgs * self.org_tokens + self.reward_pool
         if local_needs > self.initial_supply:
             raise ValueError(
@@ -95,7 +108,9 @@ def get_deployer() -> Any:
     )
 
 
-def deploy_all(deployer: Any, params: DeployParams, local: bool, orgs: list[Any] | None = None) -> dict[str, Any]:
+def deploy_all(
+    deployer: Any, params: DeployParams, local: bool, orgs: list[Any] | None = None
+) -> dict[str, Any]:
     """Deploys the six private-chain contracts and grants the roles they need of each other.
 
     Returns the brownie contract objects by name. ``local`` adds the development conveniences
@@ -110,7 +125,14 @@ def deploy_all(deployer: Any, params: DeployParams, local: bool, orgs: list[Any]
     registry = ContributionRegistry.deploy(deployer, tx)
     rounds = Rounds.deploy(deployer, token, membership, registry, tx)
     unlearning = Unlearning.deploy(
-        deployer, membership, staking, registry, rounds, params.response_window, params.slash_amount, tx
+        deployer,
+        membership,
+        staking,
+        registry,
+        rounds,
+        params.response_window,
+        params.slash_amount,
+        tx,
     )
 
     registry.setRounds(rounds, tx)
@@ -153,7 +175,11 @@ def contract_entry(contract: Any) -> dict[str, Any]:
 
 
 def write_manifest(
-    contracts: dict[str, Any], deployer: Any, params: dict[str, Any], extra: dict[str, Any], merge: bool = False
+    contracts: dict[str, Any],
+    deployer: Any,
+    params: dict[str, Any],
+    extra: dict[str, Any],
+    merge: bool = False,
 ) -> Path:
     """Writes ``deployments/<chainid>.json`` and returns its path.
 

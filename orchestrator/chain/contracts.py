@@ -152,7 +152,7 @@ class ProtocolParams:
     local: bool = field(default=True, metadata={"help": "development conveniences as scripts/deploy.py on local networks"})
     aggregators: Sequence[str] | None = field(default=None, metadata={"help": "local: AGGREGATOR_ROLE holders (default: the deployer)"})
     relayers: Sequence[str] | None = field(default=None, metadata={"help": "local: RELAYER_ROLE holders (default: the deployer)"})
-    default_aggregator: str | None = field(default=None, metadata={"help": "local: answerable for unacknowledged unlearning (default: the deployer)"})
+    default_aggregator: str | None = field(default=None, metadata={"help": "local: answerable for unacknowledged unlearning (default: first aggregator)"})
     base_model_cid: bytes | None = field(default=None, metadata={"help": "bytes32 CID digest of version 0 (setBaseModel)"})
     network: str = field(default="in-process", metadata={"help": "network name written to the manifest"})
 
@@ -228,8 +228,10 @@ def deploy_protocol(
     reads contributions from Rounds (``setRounds``); Rounds gets REGISTRAR on the registry;
     Unlearning gets REGISTRAR and REVOKER on the registry and SLASHER on Staking. With
     ``params.local`` (development chains) also: the aggregators and relayers (default: the
-    deployer) get their Membership roles, the deployer becomes the default aggregator and
-    stakes ``min_stake``, the orgs receive ``org_tokens`` and the reward pool is funded.
+    deployer) get their Membership roles, the first aggregator becomes the default aggregator
+    (answerable for unacknowledged unlearning requests), the deployer stakes ``min_stake`` if it
+    is an aggregator, the orgs receive ``org_tokens`` and the reward pool is funded. With the
+    defaults this is exactly what scripts/deploy.py does on a local network.
     """
     params = params or ProtocolParams()
     deployer = transactor.address
@@ -271,8 +273,11 @@ def deploy_protocol(
             send(membership.functions.grantRole(aggregator_role, account))
         for account in relayers:
             send(membership.functions.grantRole(relayer_role, account))
-        send(unlearning.functions.setDefaultAggregator(params.default_aggregator or deployer))
-        if params.min_stake:  # the deployer answers unlearning requests, so it must be slashable
+        default_aggregator = params.default_aggregator or (aggregators[0] if aggregators else deployer)
+        send(unlearning.functions.setDefaultAggregator(default_aggregator))
+        if params.min_stake and deployer in aggregators:
+            # An aggregator answers unlearning requests, so it must be slashable; other
+            # aggregators stake from their own wallets.
             send(token.functions.approve(staking.address, params.min_stake))
             send(staking.functions.stake(params.min_stake))
         for org in params.orgs:

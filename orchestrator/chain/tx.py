@@ -41,7 +41,7 @@ from orchestrator.chain.errors import (
     NonceError,
     TransactionTimeoutError,
 )
-from orchestrator.chain.retry import is_transient, retry
+from orchestrator.chain.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +249,14 @@ class Transactor:
         params: TxParams = {"from": self.account.address, "value": value}  # type: ignore[typeddict-item]
         try:
             estimate = int(self._retry(lambda: fn.estimate_gas(params), f"estimate gas of {label}"))
-        except Exception as exc:
+        except ChainError:
+            raise
+        except Exception as exc:  # translated: a revert is decoded, anything else named
             if _is_revert(exc):
                 raise self.decoder.error(label, revert_data(exc)) from None
-            raise
+            raise ChainError(f"{label}: gas estimation failed for sender {self.address}: "
+                             f"{type(exc).__name__}: {exc} (check the account's ETH balance and "
+                             "the call's arguments)") from exc
         block_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
         return min(int(estimate * self.gas_margin) + 5_000, block_limit)
 
@@ -339,9 +343,15 @@ class Transactor:
                 try:
                     self._retry(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction),
                                 f"send {label}")
-                except Exception as exc:
-                    if is_transient(exc) or not _NONCE_ERROR.search(str(exc)):
-                        raise
+                except ChainError:
+                    raise
+                except Exception as exc:  # nonce errors are handled, the rest named and raised
+                    if not _NONCE_ERROR.search(str(exc)):
+                        raise ChainError(
+                            f"{label}: the node rejected the transaction from {self.address} "
+                            f"(nonce {nonce}): {type(exc).__name__}: {exc}; check the account's ETH "
+                            "balance and the fee settings"
+                        ) from exc
                     if self._is_known(tx_hash):
                         # A retried send of a transaction that had in fact arrived.
                         break

@@ -102,6 +102,7 @@ class AggregatorDaemon(Daemon):
         inputs = modelbook.current_inputs(self.node, up_to_round=round_id)
         dirs = modelbook.fetch_inputs(self.node, inputs, self.encryption_key, self.work / "adapters")
         recipients = modelbook.merge_recipients(self.node, config.recipient_keys())
+        learning_started = time.perf_counter()
         merged = modelbook.merge_and_store(self.node, inputs, dirs, recipients, self.work / f"merged-round-{round_id}")
 
         from orchestrator.learning.api import evaluate_perplexity, score_contributions
@@ -111,11 +112,12 @@ class AggregatorDaemon(Daemon):
             config.model, dirs, merged.weights, self.val_texts,
             seq_len=config.eval_seq_len, batch_size=config.eval_batch_size,
         ) if len(dirs) > 1 else {o: 1.0 for o in dirs}
+        ppl = evaluate_perplexity(config.model, merged.folder, self.val_texts,
+                                  seq_len=config.eval_seq_len, batch_size=config.eval_batch_size)
+        learning_seconds = time.perf_counter() - learning_started
         budget = int(rounds.functions.getRound(round_id).call()[6])
         samples = {i.org: i.num_samples for i in inputs if i.org in this_round}
         table = build_table(allocate(budget, {o: s for o, s in scores.items() if o in this_round}, samples))
-        ppl = evaluate_perplexity(config.model, merged.folder, self.val_texts,
-                                  seq_len=config.eval_seq_len, batch_size=config.eval_batch_size)
         report = {
             "kind": "round-report",
             "round": round_id,
@@ -124,13 +126,14 @@ class AggregatorDaemon(Daemon):
             "rejected": rejected,
             "scores": scores,
             "rewards": table.to_json(),
-            "metrics": {"val_perplexity": ppl, "aggregation_seconds": time.perf_counter() - started},
+            "metrics": {"val_perplexity": ppl, "aggregation_seconds": time.perf_counter() - started,
+                        "learning_seconds": learning_seconds},
         }
         report_cid = modelbook.store_json(self.node, report)
         self.node.send(rounds.functions.finalizeRound(
             round_id, cid_to_bytes32(merged.cid), table.root, cid_to_bytes32(report_cid)))
         self.record("finalized", round=round_id, model_cid=merged.cid, report_cid=report_cid,
-                    rejected=[r["org"] for r in rejected], val_perplexity=ppl)
+                    rejected=[r["org"] for r in rejected], val_perplexity=ppl, learning_seconds=learning_seconds)
 
     def _config_of(self, round_id: int) -> RoundConfig:
         rounds = self.node.contract("Rounds")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ class TrainerDaemon(Daemon):
         train_cfg = TrainConfig.from_dict(config.train)
         out_dir = self.adapters_dir / f"round-{round_id}"
         init = self._init_adapter(config, round_id)
+        learning_started = time.perf_counter()
         result = train_adapter(config.model, self.texts, train_cfg, out_dir, init_adapter=init, progress=self.progress)
+        learning_seconds = time.perf_counter() - learning_started
         recipients = config.recipient_keys()
         recipients[me.lower()] = sealed.public_key(self.encryption_key)
         cid = sealed.store_adapter(self.node.store, result.adapter_dir, recipients)
@@ -88,7 +91,8 @@ class TrainerDaemon(Daemon):
             rounds.functions.submitUpdate(round_id, cid_to_bytes32(cid), int(result.num_samples), self.data_commitment)
         )
         (self.adapters_dir / "latest.json").write_text(json.dumps({"round": round_id, "cid": cid}))
-        self.record("submitted", round=round_id, cid=cid, samples=int(result.num_samples), loss=result.final_loss)
+        self.record("submitted", round=round_id, cid=cid, samples=int(result.num_samples), loss=result.final_loss,
+                    learning_seconds=learning_seconds)
 
     def _init_adapter(self, config: RoundConfig, round_id: int) -> Path | None:
         if config.mode == "collaborative":

@@ -87,7 +87,9 @@ def default_train_config(model: str) -> "TrainConfig":  # noqa: F821 - lazy impo
     from orchestrator.learning.config import TrainConfig
 
     if model == "tiny":
-        return TrainConfig(steps=30, lr=1e-2, seq_len=64, batch_size=4)
+        # Higher lr than SmolLM2 (the tiny base knows little), but not so high that the adapters
+        # mostly learn generic English, which would make removing one org move the others.
+        return TrainConfig(steps=30, lr=5e-3, seq_len=64, batch_size=4)
     return TrainConfig(steps=8, lr=2e-3, seq_len=64, batch_size=4)
 
 

@@ -111,10 +111,13 @@ def simulate(cfg: SimulationConfig, out_dir: Path | None = None) -> Verification
     contributions: dict[str, float] = {}
     if cfg.score and cfg.mode == "isolated" and len(final.adapters) > 1:
         val_all = [t for o in orgs for t in data[o].val]
+        started = time.perf_counter()
         contributions = score_contributions(
             cfg.model, final.adapters, final.weights, val_all, seq_len=tc.seq_len, batch_size=cfg.eval_batch
         )
+        log.info("scored %d contributions in %.1f s", len(contributions), time.perf_counter() - started)
 
+    log.info("federation trained in %.1f s (%d rounds)", sum(r.train_seconds for r in history), len(history))
     # ---- unlearning ----------------------------------------------------------------------------
     started = time.perf_counter()
     if cfg.unlearn_samples:
@@ -164,6 +167,7 @@ def simulate(cfg: SimulationConfig, out_dir: Path | None = None) -> Verification
         )
     retrained = retrain_history[-1].merged
     retrain_seconds = time.perf_counter() - started
+    log.info("unlearned in %.2f s; independent retrain took %.1f s", unlearn_seconds, retrain_seconds)
 
     # ---- verification --------------------------------------------------------------------------
     forgotten = removed if removed else data[forget].train[: cfg.mia_samples]
@@ -173,10 +177,11 @@ def simulate(cfg: SimulationConfig, out_dir: Path | None = None) -> Verification
         heldout=data[forget].heldout,
         canaries=data[forget].canaries,
     )
-    evals = {
-        name: evaluate_model(cfg.model, adapter, sets, seq_len=tc.seq_len, batch_size=cfg.eval_batch)
-        for name, adapter in (("base", None), ("before", final.merged), ("after", unlearned), ("retrain", retrained))
-    }
+    evals = {}
+    for name, adapter in (("base", None), ("before", final.merged), ("after", unlearned), ("retrain", retrained)):
+        started = time.perf_counter()
+        evals[name] = evaluate_model(cfg.model, adapter, sets, seq_len=tc.seq_len, batch_size=cfg.eval_batch)
+        log.info("evaluated %s in %.1f s", name, time.perf_counter() - started)
     report = VerificationReport(
         model=cfg.model,
         mode=cfg.mode,

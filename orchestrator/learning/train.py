@@ -17,6 +17,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,11 @@ def save_peft(peft_model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        peft_model.save_pretrained(str(tmp))
+        with warnings.catch_warnings():
+            # peft probes the hub for the base config to see if embeddings changed; they never do
+            # here (only LoRA layers train), and offline the probe only produces noise.
+            warnings.filterwarnings("ignore", message="Could not find a config file")
+            peft_model.save_pretrained(str(tmp))
         (tmp / "README.md").unlink(missing_ok=True)  # peft's model card: boilerplate, not data
         # The stable model id, not this machine's folder: the config is what travels through
         # storage (the meta file does not), and a local path would leak into shared adapters.
@@ -180,6 +185,7 @@ def train_adapter(
         peft_model = get_peft_model(model, _lora_config(cfg))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    last_good = [torch.empty_like(p) for p in params]
     order = data_order(len(data), cfg.steps * cfg.batch_size, cfg.seed)
     meta = {
         "base_model": base,
@@ -206,15 +212,17 @@ def train_adapter(
             if not torch.isfinite(loss):
                 _fail_nan(peft_model, out_dir, meta, step, f"loss is {loss.item()}")
             loss.backward()
-            if not all(torch.isfinite(p.grad).all() for p in params if p.grad is not None):
+            # One fused check, one sync: a finite sum means every element is finite (a sum that
+            # overflows on huge finite values is flagged too, an equally good reason to stop).
+            if not _all_finite([p.grad for p in params if p.grad is not None]):
                 _fail_nan(peft_model, out_dir, meta, step, "a gradient is not finite")
-            last_good = [p.detach().clone() for p in params]  # LoRA only: small
+            with torch.no_grad():
+                torch._foreach_copy_(last_good, params)  # LoRA weights only: small
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if not all(torch.isfinite(p).all() for p in params):
+            if not _all_finite(params):
                 with torch.no_grad():
-                    for p, good in zip(params, last_good, strict=True):
-                        p.copy_(good)
+                    torch._foreach_copy_(params, last_good)
                 _fail_nan(peft_model, out_dir, meta, step, "the update made a LoRA weight non-finite")
             losses.append(float(loss.item()))
             tokens += int(mask.sum().item())
@@ -227,6 +235,15 @@ def train_adapter(
     meta["final_loss"] = losses[-1]
     save_peft(peft_model, Path(out_dir), meta)
     return TrainResult(Path(out_dir), len(texts), losses[-1], tokens, seconds, losses)
+
+
+def _all_finite(tensors: Sequence[Any]) -> bool:
+    import torch
+
+    if not tensors:
+        return True
+    with torch.no_grad():
+        return bool(torch.isfinite(torch.stack([t.detach().float().sum() for t in tensors])).all())
 
 
 def _sha_or_none(path: Path | None) -> str | None:

@@ -23,24 +23,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Activations and gradients cross a loopback HTTP link, encrypted per client."
         ),
     )
-    p.add_argument("--model", default=d.model, help="tiny | smollm2 | local HF folder (default %(default)s)")
-    p.add_argument("--clients", type=int, default=d.clients, help="client organisations (default %(default)s)")
-    p.add_argument("--mode", choices=RUN_MODES, default=d.mode, help="server mode (default %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per client per step")
+    p.add_argument(
+        "--model", default=d.model, help="tiny | smollm2 | local HF folder (default %(default)s)"
+    )
+    p.add_argument(
+        "--clients", type=int, default=d.clients, help="client organisations (default %(default)s)"
+    )
+    p.add_argument(
+        "--mode", choices=RUN_MODES, default=d.mode, help="server mode (default %(default)s)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=d.steps, help="training steps (default %(default)s)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help="sequences per client per step"
+    )
     p.add_argument("--seq-len", type=int, default=d.seq_len, help="max tokens per sequence")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
+    p.add_argument(
+        "--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--lora-r", type=int, default=d.lora_r)
     p.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
-    p.add_argument("--replicas", type=int, default=d.replicas, help="hierarchical: server replicas K")
-    p.add_argument("--sync-every", type=int, default=d.sync_every, help="hierarchical: average every M steps")
-    p.add_argument("--step-timeout", type=float, default=d.step_timeout_s, dest="step_timeout_s",
-                   help="seconds before a silent client is dropped (default %(default)s)")
+    p.add_argument(
+        "--replicas", type=int, default=d.replicas, help="hierarchical: server replicas K"
+    )
+    p.add_argument(
+        "--sync-every", type=int, default=d.sync_every, help="hierarchical: average every M steps"
+    )
+    p.add_argument(
+        "--step-timeout",
+        type=float,
+        default=d.step_timeout_s,
+        dest="step_timeout_s",
+        help="seconds before a silent client is dropped (default %(default)s)",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads per process")
-    p.add_argument("--no-baseline", action="store_false", dest="baseline", help="skip centralised training")
-    p.add_argument("--no-equivalence", action="store_false", dest="check_equivalence",
-                   help="skip the in-process fp32 equivalence checks")
+    p.add_argument(
+        "--no-baseline", action="store_false", dest="baseline", help="skip centralised training"
+    )
+    p.add_argument(
+        "--no-equivalence",
+        action="store_false",
+        dest="check_equivalence",
+        help="skip the in-process fp32 equivalence checks",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.set_defaults(func=_run)
 
@@ -67,10 +94,14 @@ def _run(args: argparse.Namespace) -> int:
         f"encryption {100 * (report['encryption']['overhead_fraction'] or 0):.2f}% of step time"
     )
     if central:
-        print(f"  centralised final loss {central['final_loss']:.4f} "
-              f"(split differs by {100 * central['final_loss_rel_diff']:.2f}%)")
+        print(
+            f"  centralised final loss {central['final_loss']:.4f} "
+            f"(split differs by {100 * central['final_loss_rel_diff']:.2f}%)"
+        )
     if eq:
-        print(f"  equivalence (fp32, tol {eq['tolerance']:g}): {'passed' if eq['passed'] else 'FAILED'}")
+        print(
+            f"  equivalence (fp32, tol {eq['tolerance']:g}): {'passed' if eq['passed'] else 'FAILED'}"
+        )
     if report["client_errors"]:
         print(f"  client errors: {report['client_errors']}")
     return 0 if not report["client_errors"] and eq.get("passed", True) else 1

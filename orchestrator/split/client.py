@@ -20,13 +20,7 @@ import torch
 
 from orchestrator.split import wire
 from orchestrator.split.crypto import KeyPair, SessionChannel, derive_session_keys
-from orchestrator.split.errors import (
-    SplitAuthError,
-    SplitError,
-    SplitShapeError,
-    SplitTimeoutError,
-    error_for_status,
-)
+from orchestrator.split.errors import SplitAuthError, SplitTimeoutError, error_for_status
 from orchestrator.split.model import ClientBack, ClientFront, lm_labels, trainable
 
 
@@ -131,7 +125,9 @@ class SplitClient:
         self.channel = SessionChannel(self.client_id, k_c2s, k_s2c, is_server=False)
         return hello
 
-    def _exchange(self, path: str, step: int, kind: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _exchange(
+        self, path: str, step: int, kind: str, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         if self.channel is None:
             self.connect()
         assert self.channel is not None
@@ -141,7 +137,9 @@ class SplitClient:
         _, plain = self.channel.open(reply, kind=f"{kind}_result")
         return wire.unpack(plain)
 
-    def train_step(self, step: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StepResult:
+    def train_step(
+        self, step: int, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> StepResult:
         """One full forward/backward through A -> server -> C -> server -> A, then update A, C."""
         t0 = time.perf_counter()
         c0 = self.channel.crypto_seconds if self.channel else 0.0
@@ -149,10 +147,14 @@ class SplitClient:
         labels = lm_labels(input_ids, attention_mask)
         hidden, positions = self.front(input_ids, attention_mask)
         reply = self._exchange(
-            "/forward", step, "forward",
+            "/forward",
+            step,
+            "forward",
             {"hidden": hidden.detach(), "mask": attention_mask, "positions": positions},
         )
-        served = wire.expect(reply, "hidden", ndim=3, dtypes=[torch.float32], shape=list(hidden.shape))
+        served = wire.expect(
+            reply, "hidden", ndim=3, dtypes=[torch.float32], shape=list(hidden.shape)
+        )
         served = served.clone().requires_grad_(True)
         loss = self.back(served, attention_mask, positions, labels)
         loss.backward()
@@ -174,4 +176,4 @@ class SplitClient:
         )
 
 
-__all__ = ["SplitClient", "StepResult", "WireLog", "http_post", "http_get_json", "SplitError", "SplitShapeError"]
+__all__ = ["SplitClient", "StepResult", "WireLog", "http_get_json", "http_post"]

@@ -66,7 +66,9 @@ def _run_layers(
     mask4d = causal_padding_mask(attention_mask, hidden.dtype)
     pos_emb = rotary(hidden, position_ids=positions)
     for layer in layers:
-        out = layer(hidden, attention_mask=mask4d, position_ids=positions, position_embeddings=pos_emb)
+        out = layer(
+            hidden, attention_mask=mask4d, position_ids=positions, position_embeddings=pos_emb
+        )
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
 
@@ -86,7 +88,9 @@ class ClientFront(nn.Module):
         """Return ``(hidden, positions)``: the two things (with the mask) sent to the server."""
         positions = positions_from_mask(attention_mask)
         hidden = self.embed_tokens(input_ids)
-        return _run_layers(self.layers, self.rotary_emb, hidden, attention_mask, positions), positions
+        return _run_layers(
+            self.layers, self.rotary_emb, hidden, attention_mask, positions
+        ), positions
 
 
 class ServerMiddle(nn.Module):
@@ -175,9 +179,15 @@ def split_model(model: nn.Module, front_layers: int = 1, back_layers: int = 1) -
     layers = list(inner.layers)
     # rotary_emb holds only the inv_freq buffer: each side gets its own copy (recomputed cos/sin).
     return SplitParts(
-        front=ClientFront(inner.embed_tokens, layers[:front_layers], copy.deepcopy(inner.rotary_emb)),
-        middle=ServerMiddle(layers[front_layers : n - back_layers], copy.deepcopy(inner.rotary_emb)),
-        back=ClientBack(layers[n - back_layers :], inner.norm, core.lm_head, copy.deepcopy(inner.rotary_emb)),
+        front=ClientFront(
+            inner.embed_tokens, layers[:front_layers], copy.deepcopy(inner.rotary_emb)
+        ),
+        middle=ServerMiddle(
+            layers[front_layers : n - back_layers], copy.deepcopy(inner.rotary_emb)
+        ),
+        back=ClientBack(
+            layers[n - back_layers :], inner.norm, core.lm_head, copy.deepcopy(inner.rotary_emb)
+        ),
     )
 
 

@@ -38,8 +38,12 @@ class SplitTrainConfig:
 
     model: str = field(default="tiny", metadata={"help": "tiny | smollm2 | a local HF folder"})
     clients: int = field(default=2, metadata={"help": "number of client organisations"})
-    mode: str = field(default="sequential", metadata={"help": "sequential | batched | hierarchical"})
-    steps: int = field(default=8, metadata={"help": "training steps (each client one batch per step)"})
+    mode: str = field(
+        default="sequential", metadata={"help": "sequential | batched | hierarchical"}
+    )
+    steps: int = field(
+        default=8, metadata={"help": "training steps (each client one batch per step)"}
+    )
     batch_size: int = field(default=2, metadata={"help": "sequences per client per step"})
     seq_len: int = field(default=64, metadata={"help": "max tokens per sequence (right-padded)"})
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate, server and clients"})
@@ -47,8 +51,12 @@ class SplitTrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     replicas: int = field(default=2, metadata={"help": "hierarchical: server replicas K"})
-    sync_every: int = field(default=2, metadata={"help": "hierarchical: average LoRA every M steps"})
-    step_timeout_s: float = field(default=120.0, metadata={"help": "drop a client missing this long"})
+    sync_every: int = field(
+        default=2, metadata={"help": "hierarchical: average LoRA every M steps"}
+    )
+    step_timeout_s: float = field(
+        default=120.0, metadata={"help": "drop a client missing this long"}
+    )
     threads: int = field(default=1, metadata={"help": "torch threads per process"})
     baseline: bool = field(default=True, metadata={"help": "also train centrally for comparison"})
     check_equivalence: bool = field(default=True, metadata={"help": "in-process fp32 checks"})
@@ -111,9 +119,7 @@ def client_batches(
         if not texts:
             raise SplitError(f"client {i}: topic {topic!r} shard {shard} has no texts")
         # prefixes of 1/4 .. 4/4 of ~4*seq_len characters: lengths vary, so batches pad and mask
-        samples = [
-            texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)
-        ]
+        samples = [texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)]
         batches: list[Batch] = []
         for s in range(steps):
             enc = tok(
@@ -133,10 +139,11 @@ def client_batches(
 
 @dataclass
 class ClientJob:
+    """What a client process gets at start; the server address follows on ``address`` (a
+    pipe), so the client loads its model while the servers are still starting."""
+
     client_id: str
     private_key_hex: str
-    server_url: str
-    server_public_hex: str
     model_dir: str
     lora: LoraSpec
     seed: int
@@ -148,26 +155,42 @@ class ClientJob:
     batches: list[Batch]
 
 
-def client_main(job: ClientJob, results: Any) -> None:
-    """Client process entry point: train all steps, put one result dict on ``results``."""
+def client_main(job: ClientJob, address: Any, results: Any) -> None:
+    """Client process entry point: train all steps, put one result dict on ``results``.
+
+    ``address`` yields ``(server_url, server_public_hex)`` or ``None`` (abort).
+    """
     from orchestrator.split.base import load_base, set_threads
     from orchestrator.split.client import SplitClient
     from orchestrator.split.model import split_model
 
     set_threads(job.threads)
-    out: dict[str, Any] = {"client_id": job.client_id, "losses": [], "finished_at": [], "error": None}
+    out: dict[str, Any] = {
+        "client_id": job.client_id,
+        "losses": [],
+        "finished_at": [],
+        "error": None,
+    }
     try:
         model = load_base(job.model_dir, job.lora, job.seed)
         parts = split_model(model, job.front_layers, job.back_layers)
+        if not address.poll(job.timeout_s * 4):
+            raise SplitTimeoutError(
+                f"{job.client_id}: no server address within {job.timeout_s * 4} s"
+            )
+        msg = address.recv()
+        if msg is None:
+            raise SplitError(f"{job.client_id}: run aborted before training started")
+        server_url, server_public_hex = msg
         client = SplitClient(
             job.client_id,
             KeyPair.from_seed(bytes.fromhex(job.private_key_hex)),
-            job.server_url,
+            server_url,
             parts.front,
             parts.back,
             lr=job.lr,
             timeout_s=job.timeout_s,
-            expected_server_public=bytes.fromhex(job.server_public_hex),
+            expected_server_public=bytes.fromhex(server_public_hex),
         )
         client.connect()
         for step, (ids, mask) in enumerate(job.batches):
@@ -221,7 +244,9 @@ def _final(losses: list[float]) -> float:
     return float(sum(losses[-k:]) / k)
 
 
-def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = None) -> dict[str, Any]:
+def run_split_training(
+    cfg: SplitTrainConfig, model_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Train with servers and clients in separate processes; return the JSON-able report."""
     import multiprocessing as mp
     import queue
@@ -260,21 +285,23 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
             torch_threads=cfg.threads,
         )
 
+    timings: dict[str, float] = {"prepare_s": time.perf_counter() - started}
     servers: list[ServerProcess] = []
     procs: list[Any] = []
+    pipes: list[Any] = []
+    outs: dict[str, dict[str, Any]] = {}
+    ctx = mp.get_context("spawn")
+    t0 = time.perf_counter()
     try:
-        servers.append(ServerProcess(server_cfg(0, None)))
-        others = [ServerProcess(server_cfg(g, servers[0].url), wait=False) for g in range(1, replicas)]
-        servers.extend(s.wait_ready() for s in others)
-        ctx = mp.get_context("spawn")
+        # replica 0 and every client load their models concurrently; other replicas need
+        # replica 0's URL (their sync hub), so they start once it listens
+        first = ServerProcess(server_cfg(0, None), wait=False)
+        servers.append(first)
         results = ctx.Queue()
         for i, cid in enumerate(ids):
-            srv = servers[i % replicas]
             job = ClientJob(
                 client_id=cid,
                 private_key_hex=client_keys[cid].hex(),
-                server_url=srv.url,
-                server_public_hex=srv.hello["server_public"],
                 model_dir=str(folder),
                 lora=cfg.lora,
                 seed=cfg.seed,
@@ -285,10 +312,20 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
                 threads=cfg.threads,
                 batches=batches[i],
             )
-            p = ctx.Process(target=client_main, args=(job, results), name=f"split-{cid}", daemon=True)
+            recv_end, send_end = ctx.Pipe(duplex=False)
+            p = ctx.Process(
+                target=client_main, args=(job, recv_end, results), name=f"split-{cid}", daemon=True
+            )
             p.start()
             procs.append(p)
-        outs: dict[str, dict[str, Any]] = {}
+            pipes.append(send_end)
+        first.wait_ready()
+        others = [ServerProcess(server_cfg(g, first.url), wait=False) for g in range(1, replicas)]
+        servers.extend(srv.wait_ready() for srv in others)
+        for i, send_end in enumerate(pipes):
+            srv = servers[i % replicas]
+            send_end.send((srv.url, srv.hello["server_public"]))
+        timings["servers_ready_s"] = time.perf_counter() - t0
         deadline = time.monotonic() + cfg.step_timeout_s * (cfg.steps + 4)
         while len(outs) < len(ids):
             try:
@@ -298,15 +335,21 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
                     f"only {len(outs)} of {len(ids)} clients reported before the run deadline"
                 ) from exc
             outs[r["client_id"]] = r
-        server_stats = [s.stats() for s in servers]
+        timings["clients_done_s"] = time.perf_counter() - t0
+        server_stats = [srv.stats() for srv in servers]
     finally:
+        for send_end in pipes:
+            try:
+                send_end.send(None)  # unblocks a client still waiting for an address
+            except OSError:
+                pass
         for p in procs:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=5)
-        for s in servers:
-            s.stop()
+        for srv in servers:
+            srv.stop()
 
     errors = {cid: o["error"] for cid, o in outs.items() if o["error"]}
     ok = [outs[cid] for cid in ids if not outs[cid]["error"]]
@@ -317,6 +360,13 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
     step_end = [max(o["finished_at"][s] for o in ok) for s in range(n_steps)]
     wall = step_end[-1] - step_end[0]
     steps_per_s = (n_steps - 1) / wall if wall > 0 else float("nan")
+    # the median step is robust to a neighbour process stealing the CPU for a moment
+    durations = sorted(b - a for a, b in zip(step_end, step_end[1:]))
+    median = (
+        durations[len(durations) // 2]
+        if len(durations) % 2
+        else sum(durations[len(durations) // 2 - 1 : len(durations) // 2 + 1]) / 2
+    )
     client_crypto = max(o["crypto_seconds"] for o in ok)
     server_crypto = max(s["crypto_seconds"] for s in server_stats)
     per_step_crypto = (client_crypto + server_crypto) / n_steps
@@ -330,6 +380,7 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
         "mean_loss_per_step": step_loss,
         "final_loss": _final(step_loss),
         "steps_per_s": steps_per_s,
+        "steps_per_s_median": 1.0 / median if median > 0 else float("nan"),
         "step_seconds": 1.0 / steps_per_s if steps_per_s > 0 else None,
         "encryption": {
             "client_crypto_seconds_max": client_crypto,
@@ -341,11 +392,13 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
         "bytes_on_wire": {
             "client_to_server": sum(o["bytes_sent"] for o in ok),
             "server_to_client": sum(o["bytes_received"] for o in ok),
-            "per_client_step": (sum(o["bytes_sent"] + o["bytes_received"] for o in ok)) / (len(ok) * n_steps),
+            "per_client_step": (sum(o["bytes_sent"] + o["bytes_received"] for o in ok))
+            / (len(ok) * n_steps),
         },
         "server": server_stats,
         "client_errors": errors,
     }
+    t1 = time.perf_counter()
     if cfg.baseline:
         central = centralized_losses(folder, batches, cfg.lora, cfg.seed, cfg.lr)
         report["centralized"] = {
@@ -353,7 +406,11 @@ def run_split_training(cfg: SplitTrainConfig, model_dir: str | Path | None = Non
             "final_loss": _final(central),
             "final_loss_rel_diff": abs(_final(step_loss) - _final(central)) / _final(central),
         }
+    timings["baseline_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     if cfg.check_equivalence:
         report["equivalence"] = equivalence_report(folder, batches, cfg.lora, cfg.seed)
+    timings["equivalence_s"] = time.perf_counter() - t1
+    report["timings"] = timings
     report["wall_seconds"] = time.perf_counter() - started
     return report

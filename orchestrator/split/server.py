@@ -25,6 +25,7 @@ others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -65,7 +66,9 @@ class ServerConfig:
     """Everything a server (replica) process needs; picklable for ``spawn``."""
 
     model_dir: str = field(metadata={"help": "base model folder (every process loads the same)"})
-    clients: dict[str, str] = field(metadata={"help": "allow-list: client id -> X25519 public key hex"})
+    clients: dict[str, str] = field(
+        metadata={"help": "allow-list: client id -> X25519 public key hex"}
+    )
     mode: str = field(default="batched", metadata={"help": "sequential | batched"})
     lora: LoraSpec = field(default_factory=LoraSpec)
     seed: int = 0
@@ -78,7 +81,9 @@ class ServerConfig:
     private_key_hex: str | None = field(default=None, metadata={"help": "server X25519 key"})
     replica: int = 0
     replicas: int = 1
-    sync_every: int = field(default=0, metadata={"help": "average LoRA over replicas every M steps"})
+    sync_every: int = field(
+        default=0, metadata={"help": "average LoRA over replicas every M steps"}
+    )
     sync_url: str | None = field(default=None, metadata={"help": "replica 0's URL (others only)"})
     sync_key_hex: str | None = field(default=None, metadata={"help": "AES key shared by replicas"})
     torch_threads: int = 1
@@ -152,6 +157,7 @@ class SplitServer:
         self._step_error: dict[int, SplitError] = {}
         # hierarchical averaging (replica 0 collects)
         self._sync_cond = threading.Condition()
+        self._stats_lock = threading.Lock()
         self._sync_states: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
         self._sync_result: dict[int, dict[str, torch.Tensor]] = {}
         self._sync_last: dict[int, int] = {}
@@ -180,7 +186,7 @@ class SplitServer:
         }
 
     def snapshot_stats(self) -> dict[str, Any]:
-        with self._cond:
+        with self._cond, self._stats_lock:
             out = dict(self.stats)
             out["rejected"] = dict(self.stats["rejected"])
             out["crypto_seconds"] = sum(c.crypto_seconds for c in self._channels.values())
@@ -190,17 +196,34 @@ class SplitServer:
             out["dropped"] = dict(self.dropped)
             out["mode"] = self.cfg.mode
             out["replica"] = self.cfg.replica
+            out["lora_sha256"] = self.lora_digest()
         return out
 
+    def lora_digest(self) -> str:
+        """SHA-256 over the LoRA tensors: replicas right after a sync must agree on it."""
+        h = hashlib.sha256()
+        for name in sorted(self.params):
+            h.update(name.encode())
+            h.update(self.params[name].detach().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def count_bytes(self, bytes_in: int = 0, bytes_out: int = 0) -> None:
+        # Its own lock: /sync requests arrive while a step (holding _cond) waits for them.
+        with self._stats_lock:
+            self.stats["bytes_in"] += bytes_in
+            self.stats["bytes_out"] += bytes_out
+
     def record_rejection(self, exc: SplitError) -> None:
-        with self._cond:
+        with self._stats_lock:
             name = type(exc).__name__
             self.stats["rejected"][name] = self.stats["rejected"].get(name, 0) + 1
 
     def handle_forward(self, envelope: bytes) -> bytes:
         channel, step, tensors = self._open(envelope, "forward")
         cid = channel.client_id
-        h = wire.expect(tensors, "hidden", ndim=3, dtypes=[torch.float32], shape=[None, None, self.hidden_size])
+        h = wire.expect(
+            tensors, "hidden", ndim=3, dtypes=[torch.float32], shape=[None, None, self.hidden_size]
+        )
         b, t, _ = h.shape
         mask = wire.expect(tensors, "mask", ndim=2, dtypes=[torch.int64], shape=[b, t])
         pos = wire.expect(tensors, "positions", ndim=2, dtypes=[torch.int64], shape=[b, t])
@@ -243,7 +266,9 @@ class SplitServer:
                 self._channels[client_id] = ch
             return ch
 
-    def _open(self, envelope: bytes, kind: str) -> tuple[SessionChannel, int, dict[str, torch.Tensor]]:
+    def _open(
+        self, envelope: bytes, kind: str
+    ) -> tuple[SessionChannel, int, dict[str, torch.Tensor]]:
         header = peek_header(envelope)
         channel = self._channel(header.client_id)
         header, plain = channel.open(envelope, kind=kind)
@@ -281,12 +306,21 @@ class SplitServer:
         with self._cond:
             # A client may run ahead to step t+1 while others finish t: wait for the update.
             deadline = time.monotonic() + self.cfg.step_timeout_s
-            if step > self.step and not self._wait_for(lambda: self.step >= step or cid in self.dropped, deadline):
+            if step > self.step + 1:
+                raise SplitProtocolError(
+                    f"client {cid!r} sent step {step} but the server is at step {self.step}; "
+                    "a client may be at most one step ahead"
+                )
+            if step > self.step and not self._wait_for(
+                lambda: self.step >= step or cid in self.dropped, deadline
+            ):
                 self._drop(self.active - self._done, f"did not finish step {self.step} in time")
                 self._finish_step()
             self._check_member(cid, step)
             if cid in self._pending:
-                raise SplitProtocolError(f"client {cid!r} already sent its activations for step {step}")
+                raise SplitProtocolError(
+                    f"client {cid!r} already sent its activations for step {step}"
+                )
             self._pending[cid] = item
             if self.cfg.mode == "sequential":
                 t0 = time.perf_counter()
@@ -296,7 +330,9 @@ class SplitServer:
                 return item.output.detach()
             if set(self._pending) >= self.active:
                 self._batched_forward()
-            elif not self._wait_for(lambda: (step, cid) in self._fwd_out or step in self._step_error, deadline):
+            elif not self._wait_for(
+                lambda: (step, cid) in self._fwd_out or step in self._step_error, deadline
+            ):
                 self._drop(self.active - set(self._pending), f"sent no activations for step {step}")
                 self._batched_forward()
             if step in self._step_error:
@@ -343,9 +379,13 @@ class SplitServer:
             self._check_member(cid, step)
             item = self._pending.get(cid)
             if item is None:
-                raise SplitProtocolError(f"client {cid!r} sent gradients for step {step} before activations")
+                raise SplitProtocolError(
+                    f"client {cid!r} sent gradients for step {step} before activations"
+                )
             if cid in self._done or cid in self._grads:
-                raise SplitProtocolError(f"client {cid!r} already sent its gradients for step {step}")
+                raise SplitProtocolError(
+                    f"client {cid!r} already sent its gradients for step {step}"
+                )
             if tuple(grad.shape) != tuple(item.hidden.shape):
                 raise SplitShapeError(
                     f"client {cid!r}: gradient shape {tuple(grad.shape)} does not match the "
@@ -368,7 +408,9 @@ class SplitServer:
             expected = {c for c in self._pending if c in self.active}
             if set(self._grads) >= expected:
                 self._batched_backward()
-            elif not self._wait_for(lambda: (step, cid) in self._bwd_out or step in self._step_error, deadline):
+            elif not self._wait_for(
+                lambda: (step, cid) in self._bwd_out or step in self._step_error, deadline
+            ):
                 self._drop(expected - set(self._grads), f"sent no gradients for step {step}")
                 self._batched_backward()
             if step in self._step_error:
@@ -405,11 +447,17 @@ class SplitServer:
         self._batch_out = None
         self.step += 1
         self.stats["steps"] += 1
-        if self.cfg.replicas > 1 and self.cfg.sync_every > 0 and self.step % self.cfg.sync_every == 0:
+        if (
+            self.cfg.replicas > 1
+            and self.cfg.sync_every > 0
+            and self.step % self.cfg.sync_every == 0
+        ):
             try:
                 self._sync_replicas()
             except SplitError as exc:  # a sick replica must not stop this one's clients
-                log.error("replica %d: LoRA sync at step %d failed: %s", self.cfg.replica, self.step, exc)
+                log.error(
+                    "replica %d: LoRA sync at step %d failed: %s", self.cfg.replica, self.step, exc
+                )
         self._cond.notify_all()
 
     # ---------------------------------------------------------------- hierarchical averaging
@@ -428,9 +476,9 @@ class SplitServer:
 
     def _seal_sync(self, replica: int, step: int, state: dict[str, torch.Tensor]) -> bytes:
         nonce = secrets.token_bytes(12)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         ct = self._sync_aead().encrypt(nonce, wire.pack(state), f"sync|{replica}|{step}".encode())
-        self.stats["sync_crypto_seconds"] += time.perf_counter() - t0
+        self.stats["sync_crypto_seconds"] += time.thread_time() - t0
         head = json.dumps({"replica": replica, "step": step}).encode()
         return len(head).to_bytes(4, "big") + head + nonce + ct
 
@@ -442,13 +490,15 @@ class SplitServer:
         except (ValueError, KeyError, TypeError) as exc:
             raise SplitProtocolError(f"malformed sync message: {exc}") from exc
         nonce, ct = body[4 + hlen : 16 + hlen], body[16 + hlen :]
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             plain = self._sync_aead().decrypt(nonce, ct, f"sync|{replica}|{step}".encode())
         except InvalidTag as exc:
-            raise SplitAuthError(f"sync message from replica {replica} failed authentication") from exc
+            raise SplitAuthError(
+                f"sync message from replica {replica} failed authentication"
+            ) from exc
         finally:
-            self.stats["sync_crypto_seconds"] += time.perf_counter() - t0
+            self.stats["sync_crypto_seconds"] += time.thread_time() - t0
         return replica, step, wire.unpack(plain)
 
     def _sync_replicas(self) -> None:
@@ -463,7 +513,9 @@ class SplitServer:
                 with urllib.request.urlopen(req, timeout=self.cfg.step_timeout_s * 2) as resp:
                     _, _, mean = self._open_sync(resp.read())
             except (urllib.error.URLError, TimeoutError) as exc:
-                raise SplitTimeoutError(f"replica 0 at {self.cfg.sync_url} did not answer: {exc}") from exc
+                raise SplitTimeoutError(
+                    f"replica 0 at {self.cfg.sync_url} did not answer: {exc}"
+                ) from exc
         self.load_lora_state(mean)
         self.stats["syncs"] += 1
 
@@ -478,10 +530,14 @@ class SplitServer:
         mean = self._sync_submit(replica, step, state)
         return self._seal_sync(0, step, mean)
 
-    def _sync_submit(self, replica: int, step: int, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _sync_submit(
+        self, replica: int, step: int, state: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         with self._sync_cond:
             if set(state) != set(self.params):
-                raise SplitShapeError(f"sync from replica {replica} has the wrong LoRA tensor names")
+                raise SplitShapeError(
+                    f"sync from replica {replica} has the wrong LoRA tensor names"
+                )
             self._sync_states.setdefault(step, {})[replica] = state
             deadline = time.monotonic() + self.cfg.step_timeout_s
             while step not in self._sync_result:
@@ -525,24 +581,28 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/stats":
             self._json(200, core.snapshot_stats())
         else:
-            self._json(404, {"error": f"no such endpoint {self.path}", "type": "SplitProtocolError"})
+            self._json(
+                404, {"error": f"no such endpoint {self.path}", "type": "SplitProtocolError"}
+            )
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         core = self.server.core
-        routes = {"/forward": core.handle_forward, "/backward": core.handle_backward, "/sync": core.handle_sync}
+        routes = {
+            "/forward": core.handle_forward,
+            "/backward": core.handle_backward,
+            "/sync": core.handle_sync,
+        }
         handler = routes.get(self.path)
         try:
             length = int(self.headers.get("Content-Length", "0"))
             if length <= 0 or length > MAX_BODY:
                 raise SplitProtocolError(f"request body of {length} bytes is out of range")
             body = self.rfile.read(length)
-            with core._cond:
-                core.stats["bytes_in"] += len(body)
+            core.count_bytes(bytes_in=len(body))
             if handler is None:
                 raise SplitProtocolError(f"no such endpoint {self.path}")
             out = handler(body)
-            with core._cond:
-                core.stats["bytes_out"] += len(out)
+            core.count_bytes(bytes_out=len(out))
             self._reply(200, out, "application/octet-stream")
         except SplitError as exc:
             core.record_rejection(exc)
@@ -596,7 +656,9 @@ class ServerProcess:
     replicas can be started first and awaited together, since model loading dominates).
     """
 
-    def __init__(self, cfg: ServerConfig, start_timeout_s: float = 300.0, *, wait: bool = True) -> None:
+    def __init__(
+        self, cfg: ServerConfig, start_timeout_s: float = 300.0, *, wait: bool = True
+    ) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -655,4 +717,12 @@ def config_dict(cfg: ServerConfig) -> dict[str, Any]:
     return d
 
 
-__all__ = ["MODES", "ServerConfig", "ServerProcess", "SplitServer", "build_server", "config_dict", "serve"]
+__all__ = [
+    "MODES",
+    "ServerConfig",
+    "ServerProcess",
+    "SplitServer",
+    "build_server",
+    "config_dict",
+    "serve",
+]

@@ -28,7 +28,9 @@ def unpack(raw: bytes) -> dict[str, torch.Tensor]:
     try:
         return st_load(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise SplitShapeError(f"payload is not a safetensors blob ({len(raw)} bytes): {exc}") from exc
+        raise SplitShapeError(
+            f"payload is not a safetensors blob ({len(raw)} bytes): {exc}"
+        ) from exc
 
 
 def expect(
@@ -46,7 +48,9 @@ def expect(
     if t.dim() != ndim:
         raise SplitShapeError(f"tensor {name!r} has shape {tuple(t.shape)}, expected {ndim} dims")
     if t.dtype not in dtypes:
-        raise SplitShapeError(f"tensor {name!r} has dtype {t.dtype}, expected one of {list(dtypes)}")
+        raise SplitShapeError(
+            f"tensor {name!r} has dtype {t.dtype}, expected one of {list(dtypes)}"
+        )
     if shape is not None:
         for i, (got, want) in enumerate(zip(t.shape, shape, strict=True)):
             if want is not None and got != want:

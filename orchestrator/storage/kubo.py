@@ -42,8 +42,25 @@ ADD_OPTIONS: dict[str, Any] = {
 class KuboStore(Store):
     """Store backed by a Kubo RPC API (``/ip4/.../tcp/5001/http`` multiaddr or URL)."""
 
-    def __init__(self, api: str = DEFAULT_API, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        api: str = DEFAULT_API,
+        timeout: float = 120.0,
+        *,
+        auth: tuple[str, str] | None = None,
+        bearer_token: str | None = None,
+    ) -> None:
+        """``auth`` (HTTP basic) or ``bearer_token`` for a node or pinning service behind
+        authentication; by default taken from ``ORCH_IPFS_API_AUTH`` ("user:password") and
+        ``ORCH_IPFS_API_TOKEN``."""
         self.api = api
+        if auth is None and os.environ.get("ORCH_IPFS_API_AUTH"):
+            user, sep, password = os.environ["ORCH_IPFS_API_AUTH"].partition(":")
+            if not sep:
+                raise KuboError("ORCH_IPFS_API_AUTH must be 'user:password'")
+            auth = (user, password)
+        bearer_token = bearer_token or os.environ.get("ORCH_IPFS_API_TOKEN") or None
+        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         try:
             import ipfshttpclient  # lazy: importing it costs ~0.1 s and pulls multiaddr
         except ImportError as exc:  # pragma: no cover - pinned in requirements
@@ -51,7 +68,7 @@ class KuboStore(Store):
         self._errors = ipfshttpclient.exceptions
         try:
             # Not ipfshttpclient.connect(): that asserts 0.5 <= version < 0.8 and fails on Kubo.
-            self.client = ipfshttpclient.Client(api, timeout=timeout)
+            self.client = ipfshttpclient.Client(api, timeout=timeout, auth=auth, headers=headers)
         except self._errors.Error as exc:
             raise KuboError(f"cannot use Kubo API address {api!r}: {exc}") from None
 

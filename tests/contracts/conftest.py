@@ -256,18 +256,27 @@ def submit(rounds: Any) -> Callable[..., Any]:
 
 @pytest.fixture(scope="module")
 def finalized_round(
-    protocol: dict[str, Any], open_round: Callable[..., int], submit: Callable[..., Any], staked_aggregator: Any
+    protocol: dict[str, Any],
+    open_round: Callable[..., int],
+    submit: Callable[..., Any],
+    staked_aggregator: Any,
 ) -> Callable[..., int]:
     """Factory: a round in which ``orgs`` submitted, closed and finalized with ``rewards_root``."""
 
-    def _make(orgs: list[Any], rewards_root: str = ZERO32, budget: int = 0, model: str = "model") -> int:
+    def _make(
+        orgs: list[Any], rewards_root: str = ZERO32, budget: int = 0, model: str = "model"
+    ) -> int:
         rounds = protocol["rounds"]
         rid = open_round(budget)
         for org in orgs:
             submit(rid, org)
         rounds.closeRound(rid, {"from": staked_aggregator})
         rounds.finalizeRound(
-            rid, b32(f"{model}:{rid}"), rewards_root, b32(f"metrics:{rid}"), {"from": staked_aggregator}
+            rid,
+            b32(f"{model}:{rid}"),
+            rewards_root,
+            b32(f"metrics:{rid}"),
+            {"from": staked_aggregator},
         )
         return rid
 

@@ -2,8 +2,8 @@
 
 import brownie
 import pytest
-
 from conftest import ZERO32, b32, err, plain
+
 from orchestrator.merkle import MerkleTree, leaf_hash
 
 SRC = 31337
@@ -18,7 +18,11 @@ def test_post_root_records_anchor(anchor, relayer):
     tx = anchor.postRoot(SRC, 0, 99, b32("root"), {"from": relayer})
     assert tx.return_value == 1
     assert tx.events["RootAnchored"] == {
-        "anchorId": 1, "sourceChainId": SRC, "fromBlock": 0, "toBlock": 99, "root": b32("root")
+        "anchorId": 1,
+        "sourceChainId": SRC,
+        "fromBlock": 0,
+        "toBlock": 99,
+        "root": b32("root"),
     }
     assert plain(anchor.getAnchor(1)) == (SRC, 0, 99, b32("root"), tx.timestamp)
     assert anchor.anchorCount() == 1
@@ -68,7 +72,10 @@ def test_post_root_by_non_relayer_reverts(anchor, rando):
 
 @pytest.fixture(scope="module")
 def records():
-    leaves = [leaf_hash(["uint256", "bytes32"], [i, bytes.fromhex(b32(f"event{i}")[2:])]) for i in range(7)]
+    leaves = [
+        leaf_hash(["uint256", "bytes32"], [i, bytes.fromhex(b32(f"event{i}")[2:])])
+        for i in range(7)
+    ]
     return leaves, MerkleTree.build(leaves)
 
 

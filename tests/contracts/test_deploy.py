@@ -5,7 +5,6 @@ import sys
 
 import pytest
 from brownie import accounts
-
 from conftest import ROOT, plain
 
 
@@ -13,7 +12,9 @@ from conftest import ROOT, plain
 def deploy_module():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ledgerlora_deploy", ROOT / "scripts" / "deploy.py")
+    spec = importlib.util.spec_from_file_location(
+        "ledgerlora_deploy", ROOT / "scripts" / "deploy.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
     spec.loader.exec_module(module)
@@ -52,7 +53,9 @@ def test_local_deploy_makes_deployer_a_staked_aggregator_and_funds_orgs(deployed
     assert c["Unlearning"].responseWindow() == params.response_window
 
 
-def test_manifest_lists_addresses_artifacts_and_blocks(deployed, deploy_module, tmp_path, monkeypatch):
+def test_manifest_lists_addresses_artifacts_and_blocks(
+    deployed, deploy_module, tmp_path, monkeypatch
+):
     c, params, _ = deployed
     monkeypatch.setattr(deploy_module, "MANIFEST_DIR", tmp_path)
     path = deploy_module.write_manifest(c, accounts[0], {"min_stake": params.min_stake}, {})

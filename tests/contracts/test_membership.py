@@ -2,7 +2,6 @@
 
 import brownie
 import pytest
-
 from conftest import MIN_STAKE, ZERO32, b32, err, plain
 
 KEY = b32("x25519-key")
@@ -94,7 +93,9 @@ def test_remove_member_revokes_role_and_forbids_rejoining(membership, applicant,
 
 def test_remove_member_by_non_governor_reverts(membership, applicant, rando):
     membership.join(KEY, URI, {"from": applicant})
-    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())):
+    with brownie.reverts(
+        err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())
+    ):
         membership.removeMember(applicant, b32("r"), {"from": rando})
 
 
@@ -103,7 +104,9 @@ def test_remove_non_member_reverts(membership, gov, rando):
         membership.removeMember(rando, b32("r"), {"from": gov})
 
 
-def test_member_role_cannot_be_granted_revoked_or_renounced_directly(membership, applicant, gov, rando):
+def test_member_role_cannot_be_granted_revoked_or_renounced_directly(
+    membership, applicant, gov, rando
+):
     role = membership.MEMBER_ROLE()
     with brownie.reverts(err("MembershipRoleManagedByContract", role)):
         membership.grantRole(role, rando, {"from": gov})
@@ -117,7 +120,11 @@ def test_member_role_cannot_be_granted_revoked_or_renounced_directly(membership,
 
 def test_governor_grants_aggregator_and_relayer_roles(membership, gov, aggregator, relayer):
     tx = membership.grantRole(membership.AGGREGATOR_ROLE(), aggregator, {"from": gov})
-    assert tx.events["RoleGranted"] == {"role": membership.AGGREGATOR_ROLE(), "account": aggregator, "sender": gov}
+    assert tx.events["RoleGranted"] == {
+        "role": membership.AGGREGATOR_ROLE(),
+        "account": aggregator,
+        "sender": gov,
+    }
     membership.grantRole(membership.RELAYER_ROLE(), relayer, {"from": gov})
     assert membership.hasRole(membership.AGGREGATOR_ROLE(), aggregator)
     assert membership.hasRole(membership.RELAYER_ROLE(), relayer)
@@ -126,7 +133,9 @@ def test_governor_grants_aggregator_and_relayer_roles(membership, gov, aggregato
 
 
 def test_non_governor_cannot_grant_aggregator_role(membership, rando):
-    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())):
+    with brownie.reverts(
+        err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())
+    ):
         membership.grantRole(membership.AGGREGATOR_ROLE(), rando, {"from": rando})
 
 
@@ -142,7 +151,9 @@ def test_set_min_stake(membership, gov, rando, applicant):
     assert tx.events["MinStakeUpdated"] == {"previous": MIN_STAKE, "minStake": MIN_STAKE * 2}
     with brownie.reverts(err("MembershipInsufficientStake", applicant, MIN_STAKE, MIN_STAKE * 2)):
         membership.join(KEY, URI, {"from": applicant})
-    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())):
+    with brownie.reverts(
+        err("AccessControlUnauthorizedAccount", rando, membership.GOVERNOR_ROLE())
+    ):
         membership.setMinStake(0, {"from": rando})
 
 

@@ -3,7 +3,6 @@
 import brownie
 import pytest
 from brownie import Rounds, accounts
-
 from conftest import ZERO32, b32, err, now, plain
 
 
@@ -41,7 +40,11 @@ def test_record_version_and_lineage(registry, registrar):
     tx = registry.recordVersion(b32("v1"), 0, 1, b32("m1"), {"from": registrar})
     assert tx.return_value == 1
     assert tx.events["VersionRecorded"] == {
-        "versionId": 1, "parentVersion": 0, "roundId": 1, "modelCid": b32("v1"), "metricsHash": b32("m1")
+        "versionId": 1,
+        "parentVersion": 0,
+        "roundId": 1,
+        "modelCid": b32("v1"),
+        "metricsHash": b32("m1"),
     }
     registry.recordVersion(b32("v2"), 1, 2, b32("m2"), {"from": registrar})
     registry.recordVersion(b32("v3"), 1, 0, b32("m3"), {"from": registrar})  # a branch from v1
@@ -75,7 +78,10 @@ def test_contribution_views_read_rounds(registry, open_round, submit, members):
     submit(rid, members[0], num_samples=17)
     cid, n, commitment, revoked = plain(registry.getContribution(rid, members[0]))
     assert (cid, n, commitment, revoked) == (
-        b32(f"adapter:{rid}:{members[0].address}"), 17, b32(f"data:{rid}:{members[0].address}"), False
+        b32(f"adapter:{rid}:{members[0].address}"),
+        17,
+        b32(f"data:{rid}:{members[0].address}"),
+        False,
     )
     assert plain(registry.contributionsOf(members[0])) == (rid,)
     assert plain(registry.getContribution(rid, members[1])) == (ZERO32, 0, ZERO32, False)
@@ -110,3 +116,18 @@ def test_revoke_failures(registry, revoker, open_round, submit, members, staked_
     r.rejectSubmission(rid, members[0], b32("bad"), {"from": staked_aggregator})
     with brownie.reverts(err("RegistryUnknownContribution", rid, members[0])):
         registry.revoke(rid, members[0], 1, {"from": revoker})
+
+
+def test_set_rounds_wires_once_by_admin(gov, rando, rounds):
+    from brownie import ContributionRegistry
+
+    fresh = ContributionRegistry.deploy(gov, {"from": gov})
+    assert fresh.rounds() == "0x" + "00" * 20
+    assert plain(fresh.contributionsOf(rando)) == ()
+    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, ZERO32)):
+        fresh.setRounds(rounds, {"from": rando})
+    with brownie.reverts(err("RegistryZeroAddress")):
+        fresh.setRounds("0x" + "00" * 20, {"from": gov})
+    tx = fresh.setRounds(rounds, {"from": gov})
+    assert tx.events["RoundsSet"] == {"rounds": rounds}
+    assert fresh.rounds() == rounds

@@ -2,8 +2,8 @@
 
 import brownie
 import pytest
+from conftest import REWARD_POOL, ROUND_SECONDS, ZERO32, advance, b32, err, now, plain
 
-from conftest import advance, now, REWARD_POOL, ROUND_SECONDS, ZERO32, b32, err, plain
 from orchestrator.merkle import MerkleTree, reward_leaf
 
 OPEN, CLOSED, FINALIZED = 1, 2, 3
@@ -22,7 +22,10 @@ def test_open_round_reserves_budget_and_emits(protocol, staked_aggregator):
     tx = rounds.openRound(b32("cfg"), deadline, 1000, {"from": staked_aggregator})
     assert tx.return_value == 1
     assert tx.events["RoundOpened"] == {
-        "roundId": 1, "configCid": b32("cfg"), "deadline": deadline, "rewardBudget": 1000
+        "roundId": 1,
+        "configCid": b32("cfg"),
+        "deadline": deadline,
+        "rewardBudget": 1000,
     }
     assert plain(rounds.getRound(1)) == (OPEN, deadline, 0, b32("cfg"), ZERO32, ZERO32, 1000, 0)
     assert rounds.roundCount() == 1
@@ -48,16 +51,27 @@ def test_open_round_with_past_deadline_reverts(protocol, staked_aggregator):
     assert protocol["rounds"].roundCount() == 0
 
 
+def test_open_round_with_zero_config_cid_reverts(protocol, staked_aggregator):
+    with brownie.reverts(err("RoundsZeroConfigCid")):
+        protocol["rounds"].openRound(ZERO32, now() + 100, 0, {"from": staked_aggregator})
+
+
 def test_open_round_over_the_pool_reverts(protocol, staked_aggregator):
     with brownie.reverts(err("RoundsInsufficientRewardPool", REWARD_POOL + 1, REWARD_POOL)):
-        protocol["rounds"].openRound(b32("cfg"), now() + 100, REWARD_POOL + 1, {"from": staked_aggregator})
+        protocol["rounds"].openRound(
+            b32("cfg"), now() + 100, REWARD_POOL + 1, {"from": staked_aggregator}
+        )
 
 
 def test_fund_rewards_by_anyone(protocol, outsider):
     token, rounds = protocol["token"], protocol["rounds"]
     token.approve(rounds, 77, {"from": outsider})
     tx = rounds.fundRewards(77, {"from": outsider})
-    assert tx.events["RewardsFunded"] == {"funder": outsider, "amount": 77, "pool": REWARD_POOL + 77}
+    assert tx.events["RewardsFunded"] == {
+        "funder": outsider,
+        "amount": 77,
+        "pool": REWARD_POOL + 77,
+    }
     assert token.balanceOf(rounds) == REWARD_POOL + 77
 
 
@@ -74,7 +88,11 @@ def test_submit_update_records_contribution(protocol, open_round, members):
     rid = open_round()
     tx = rounds.submitUpdate(rid, b32("cid"), 42, b32("commit"), {"from": org})
     assert tx.events["UpdateSubmitted"] == {
-        "roundId": rid, "org": org, "adapterCid": b32("cid"), "numSamples": 42, "dataCommitment": b32("commit")
+        "roundId": rid,
+        "org": org,
+        "adapterCid": b32("cid"),
+        "numSamples": 42,
+        "dataCommitment": b32("commit"),
     }
     assert rounds.hasSubmitted(rid, org)
     assert plain(rounds.getSubmission(rid, org)) == (b32("cid"), 42, b32("commit"), False)
@@ -158,7 +176,9 @@ def test_submit_to_closed_round_reverts(protocol, open_round, members, staked_ag
 # --- close / reject ----------------------------------------------------------------------------
 
 
-def test_close_round_by_aggregator_before_deadline(protocol, open_round, submit, members, staked_aggregator):
+def test_close_round_by_aggregator_before_deadline(
+    protocol, open_round, submit, members, staked_aggregator
+):
     rid = open_round()
     submit(rid, members[0])
     submit(rid, members[1])
@@ -191,7 +211,11 @@ def test_reject_submission_while_closed(protocol, open_round, submit, members, s
     submit(rid, members[0])
     rounds.closeRound(rid, {"from": staked_aggregator})
     tx = rounds.rejectSubmission(rid, members[0], b32("tampered"), {"from": staked_aggregator})
-    assert tx.events["SubmissionRejected"] == {"roundId": rid, "org": members[0], "reasonHash": b32("tampered")}
+    assert tx.events["SubmissionRejected"] == {
+        "roundId": rid,
+        "org": members[0],
+        "reasonHash": b32("tampered"),
+    }
     assert rounds.isRejected(rid, members[0])
     assert rounds.numRejected(rid) == 1
     assert plain(rounds.getSubmission(rid, members[0]))[3] is True
@@ -214,18 +238,30 @@ def test_reject_failures(protocol, open_round, submit, members, staked_aggregato
 # --- finalize ----------------------------------------------------------------------------------
 
 
-def test_finalize_records_version_with_latest_parent(protocol, open_round, submit, members, staked_aggregator):
+def test_finalize_records_version_with_latest_parent(
+    protocol, open_round, submit, members, staked_aggregator
+):
     rounds, registry = protocol["rounds"], protocol["registry"]
     rid = open_round()
     submit(rid, members[0])
     rounds.closeRound(rid, {"from": staked_aggregator})
-    tx = rounds.finalizeRound(rid, b32("model"), b32("root"), b32("metrics"), {"from": staked_aggregator})
+    tx = rounds.finalizeRound(
+        rid, b32("model"), b32("root"), b32("metrics"), {"from": staked_aggregator}
+    )
     assert tx.return_value == 1
     assert tx.events["RoundFinalized"] == {
-        "roundId": rid, "versionId": 1, "modelCid": b32("model"), "rewardsRoot": b32("root"), "metricsHash": b32("metrics")
+        "roundId": rid,
+        "versionId": 1,
+        "modelCid": b32("model"),
+        "rewardsRoot": b32("root"),
+        "metricsHash": b32("metrics"),
     }
     assert tx.events["VersionRecorded"] == {
-        "versionId": 1, "parentVersion": 0, "roundId": rid, "modelCid": b32("model"), "metricsHash": b32("metrics")
+        "versionId": 1,
+        "parentVersion": 0,
+        "roundId": rid,
+        "modelCid": b32("model"),
+        "metricsHash": b32("metrics"),
     }
     state, _, n, _, model, root, _, _ = plain(rounds.getRound(rid))
     assert (state, n, model, root) == (FINALIZED, 1, b32("model"), b32("root"))
@@ -254,7 +290,9 @@ def test_finalize_open_round_reverts(protocol, open_round, staked_aggregator):
         protocol["rounds"].finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
 
 
-def test_finalize_by_non_aggregator_and_zero_model_revert(protocol, open_round, staked_aggregator, members):
+def test_finalize_by_non_aggregator_and_zero_model_revert(
+    protocol, open_round, staked_aggregator, members
+):
     rounds, rid = protocol["rounds"], open_round()
     rounds.closeRound(rid, {"from": staked_aggregator})
     with brownie.reverts(err("RoundsNotAggregator", members[0])):
@@ -264,12 +302,16 @@ def test_finalize_by_non_aggregator_and_zero_model_revert(protocol, open_round, 
     assert rounds.getRound(rid)[0] == CLOSED
 
 
-def test_finalize_without_registrar_role_reverts_atomically(protocol, open_round, staked_aggregator, gov):
+def test_finalize_without_registrar_role_reverts_atomically(
+    protocol, open_round, staked_aggregator, gov
+):
     rounds, registry = protocol["rounds"], protocol["registry"]
     registry.revokeRole(registry.REGISTRAR_ROLE(), rounds, {"from": gov})
     rid = open_round()
     rounds.closeRound(rid, {"from": staked_aggregator})
-    with brownie.reverts(err("AccessControlUnauthorizedAccount", rounds, registry.REGISTRAR_ROLE())):
+    with brownie.reverts(
+        err("AccessControlUnauthorizedAccount", rounds, registry.REGISTRAR_ROLE())
+    ):
         rounds.finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
     assert rounds.getRound(rid)[0] == CLOSED  # no partial state
 
@@ -287,7 +329,9 @@ def rewards(members):
 @pytest.fixture(scope="module")
 def rewarded_round(finalized_round, members, rewards):
     amounts, tree = rewards
-    return finalized_round(members[:3], rewards_root="0x" + tree.root.hex(), budget=sum(amounts.values()))
+    return finalized_round(
+        members[:3], rewards_root="0x" + tree.root.hex(), budget=sum(amounts.values())
+    )
 
 
 def proof_for(tree, org, amount):
@@ -309,7 +353,12 @@ def test_all_orgs_claim_exactly_the_budget(protocol, rewarded_round, rewards, me
     amounts, tree = rewards
     rounds = protocol["rounds"]
     for org in members[:3]:
-        rounds.claimReward(rewarded_round, amounts[org.address], proof_for(tree, org, amounts[org.address]), {"from": org})
+        rounds.claimReward(
+            rewarded_round,
+            amounts[org.address],
+            proof_for(tree, org, amounts[org.address]),
+            {"from": org},
+        )
     _, _, _, _, _, _, budget, claimed = plain(rounds.getRound(rewarded_round))
     assert claimed == budget == 600
 
@@ -325,13 +374,17 @@ def test_claim_twice_reverts(protocol, rewarded_round, rewards, members):
 def test_proof_of_another_org_reverts(protocol, rewarded_round, rewards, members):
     _, tree = rewards
     with brownie.reverts(err("RoundsInvalidProof", rewarded_round, members[1], 300)):
-        protocol["rounds"].claimReward(rewarded_round, 300, proof_for(tree, members[0], 300), {"from": members[1]})
+        protocol["rounds"].claimReward(
+            rewarded_round, 300, proof_for(tree, members[0], 300), {"from": members[1]}
+        )
 
 
 def test_inflated_amount_reverts(protocol, rewarded_round, rewards, members):
     _, tree = rewards
     with brownie.reverts(err("RoundsInvalidProof", rewarded_round, members[0], 301)):
-        protocol["rounds"].claimReward(rewarded_round, 301, proof_for(tree, members[0], 300), {"from": members[0]})
+        protocol["rounds"].claimReward(
+            rewarded_round, 301, proof_for(tree, members[0], 300), {"from": members[0]}
+        )
 
 
 def test_empty_proof_reverts(protocol, rewarded_round, members):
@@ -375,3 +428,22 @@ def test_single_leaf_tree_claims_with_empty_proof(protocol, finalized_round, mem
 def test_claim_zero_reverts(protocol, rewarded_round, members):
     with brownie.reverts(err("RoundsZeroAmount")):
         protocol["rounds"].claimReward(rewarded_round, 0, [], {"from": members[0]})
+
+
+def test_views_report_wiring(protocol, gov):
+    rounds = protocol["rounds"]
+    assert (rounds.governor(), rounds.token(), rounds.membership(), rounds.registry()) == (
+        gov.address,
+        protocol["token"].address,
+        protocol["membership"].address,
+        protocol["registry"].address,
+    )
+
+
+def test_unknown_round_reverts_everywhere(protocol, staked_aggregator, members):
+    rounds = protocol["rounds"]
+    with brownie.reverts(err("RoundsUnknownRound", 3)):
+        rounds.rejectSubmission(3, members[0], b32("r"), {"from": staked_aggregator})
+    with brownie.reverts(err("RoundsUnknownRound", 3)):
+        rounds.finalizeRound(3, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
+    assert plain(rounds.getRound(3)) == (0, 0, 0, ZERO32, ZERO32, ZERO32, 0, 0)

@@ -2,8 +2,7 @@
 
 import brownie
 import pytest
-
-from conftest import advance, now, MIN_STAKE, UNBOND_DELAY, ZERO32, b32, err, plain
+from conftest import MIN_STAKE, UNBOND_DELAY, ZERO32, advance, b32, err, plain
 
 AMOUNT = 300 * 10**18
 
@@ -44,7 +43,11 @@ def test_stake_without_allowance_reverts_and_changes_nothing(token, staking, sta
 def test_request_unbond_moves_stake_to_pending(staking, staked):
     tx = staking.requestUnbond(100, {"from": staked})
     available_at = tx.timestamp + UNBOND_DELAY
-    assert tx.events["UnbondRequested"] == {"account": staked, "amount": 100, "availableAt": available_at}
+    assert tx.events["UnbondRequested"] == {
+        "account": staked,
+        "amount": 100,
+        "availableAt": available_at,
+    }
     assert staking.stakeOf(staked) == AMOUNT - 100
     assert plain(staking.pendingUnbond(staked)) == (100, available_at)
     assert staking.totalStaked() == AMOUNT - 100 and staking.totalPending() == 100
@@ -86,7 +89,9 @@ def test_withdraw_before_delay_reverts(staking, staked):
         # the call is simulated in the same block time as the request (no sleep)
         staking.withdraw.call({"from": staked, "block_identifier": tx.block_number})
     advance(UNBOND_DELAY // 2)
-    with brownie.reverts(revert_pattern=rf"StakingUnbondNotReady: {staked.address.lower()}, {available_at}, \d+"):
+    with brownie.reverts(
+        revert_pattern=rf"StakingUnbondNotReady: {staked.address.lower()}, {available_at}, \d+"
+    ):
         staking.withdraw({"from": staked})
     assert staking.pendingUnbond(staked)[0] == 100
 
@@ -104,7 +109,9 @@ def test_slash_takes_active_stake_first_then_pending(token, staking, staked, gov
     assert staking.stakeOf(staked) == 0
     assert staking.pendingUnbond(staked)[0] == AMOUNT - 150
     assert token.balanceOf(gov) == treasury_before + 150
-    assert token.balanceOf(staking) == staking.totalStaked() + staking.totalPending() == AMOUNT - 150
+    assert (
+        token.balanceOf(staking) == staking.totalStaked() + staking.totalPending() == AMOUNT - 150
+    )
 
 
 def test_slash_everything_clears_the_release_time(staking, staked, gov):

@@ -6,25 +6,37 @@ Invariants checked after every step:
 - every account's wallet, stake and pending unbond match a Python model of the rules, so nobody
   withdraws more than it put in minus what was slashed;
 - wallet + stake + pending of the stakers plus the treasury's receipts is constant.
+
+brownie 1.22.2's own ``brownie.test.state_machine`` is broken in its mypyc build (``TypeError:
+brownie.test.stateful._BrownieStateMachine object expected``), so this drives hypothesis's
+RuleBasedStateMachine directly, with the same chain snapshot / revert per example.
 """
 
 import brownie
-from brownie.test import state_machine
-from hypothesis import strategies as st
-
+from brownie import chain
 from conftest import ORG_TOKENS, SUPPLY, UNBOND_DELAY, advance
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 NUM_STAKERS = 3
 
 
-class StakingMachine:
-    st_who = st.integers(min_value=0, max_value=NUM_STAKERS - 1)
-    st_amount = st.integers(min_value=0, max_value=ORG_TOKENS // 2)
-    st_small = st.integers(min_value=0, max_value=3)
-    st_seconds = st.sampled_from([0, UNBOND_DELAY // 2, UNBOND_DELAY + 1])
+st_who = st.integers(min_value=0, max_value=NUM_STAKERS - 1)
+st_amount = st.integers(min_value=0, max_value=ORG_TOKENS // 2)
+st_small = st.integers(min_value=0, max_value=3)
+st_seconds = st.sampled_from([0, UNBOND_DELAY // 2, UNBOND_DELAY + 1])
 
-    def __init__(cls, token, staking, gov, stakers):
-        cls.token, cls.staking, cls.gov, cls.stakers = token, staking, gov, stakers
+
+class StakingMachine(RuleBasedStateMachine):
+    # set by the test before running: brownie contract objects and accounts
+    token = staking = gov = None
+    stakers: list = []
+
+    def __init__(self):
+        super().__init__()
+        chain.revert()  # every example starts from the snapshot taken by the test
+        self.setup()
 
     def setup(self):
         self.wallet = {s.address: self.token.balanceOf(s) for s in self.stakers}
@@ -38,7 +50,8 @@ class StakingMachine:
         # Mix tiny amounts (edge cases: 0, 1, ...) with large ones.
         return small if small < 2 else amount
 
-    def rule_stake(self, who="st_who", amount="st_amount", small="st_small"):
+    @rule(who=st_who, amount=st_amount, small=st_small)
+    def stake(self, who, amount, small):
         account = self.stakers[who]
         amount = self._amount(who, amount, small)
         if amount == 0:
@@ -52,7 +65,8 @@ class StakingMachine:
         self.wallet[account.address] -= amount
         self.staked[account.address] += amount
 
-    def rule_request_unbond(self, who="st_who", amount="st_amount", small="st_small"):
+    @rule(who=st_who, amount=st_amount, small=st_small)
+    def request_unbond(self, who, amount, small):
         account = self.stakers[who]
         amount = self._amount(who, amount, small)
         staked = self.staked[account.address]
@@ -65,7 +79,8 @@ class StakingMachine:
         self.pending[account.address] += amount
         self.available_at[account.address] = tx.timestamp + UNBOND_DELAY
 
-    def rule_withdraw(self, who="st_who"):
+    @rule(who=st_who)
+    def withdraw(self, who):
         account = self.stakers[who]
         pending = self.pending[account.address]
         if pending == 0:
@@ -82,7 +97,8 @@ class StakingMachine:
         self.wallet[account.address] += pending
         self.pending[account.address] = 0
 
-    def rule_slash(self, who="st_who", amount="st_amount", small="st_small"):
+    @rule(who=st_who, amount=st_amount, small=st_small)
+    def slash(self, who, amount, small):
         account = self.stakers[who]
         amount = self._amount(who, amount, small)
         slashable = self.staked[account.address] + self.pending[account.address]
@@ -96,36 +112,46 @@ class StakingMachine:
         self.pending[account.address] -= amount - from_stake
         self.treasury_received += amount
 
-    def rule_sleep(self, seconds="st_seconds"):
+    @rule(seconds=st_seconds)
+    def sleep(self, seconds):
         if seconds:
             advance(seconds)
 
-    def invariant_supply_is_conserved(self):
+    @invariant()
+    def supply_is_conserved(self):
         assert self.token.totalSupply() == SUPPLY
 
-    def invariant_staking_balance_equals_stakes_plus_pending(self):
+    @invariant()
+    def staking_balance_equals_stakes_plus_pending(self):
         held = self.token.balanceOf(self.staking)
         assert held == self.staking.totalStaked() + self.staking.totalPending()
         assert held == sum(self.staked.values()) + sum(self.pending.values())
 
-    def invariant_accounts_match_model(self):
+    @invariant()
+    def accounts_match_model(self):
         for s in self.stakers:
             assert self.token.balanceOf(s) == self.wallet[s.address]
             assert self.staking.stakeOf(s) == self.staked[s.address]
             assert self.staking.pendingUnbond(s)[0] == self.pending[s.address]
 
-    def invariant_no_tokens_created_or_lost(self):
+    @invariant()
+    def no_tokens_created_or_lost(self):
         total = sum(self.wallet[a] + self.staked[a] + self.pending[a] for a in self.wallet)
         assert total + self.treasury_received == NUM_STAKERS * ORG_TOKENS
         assert self.token.balanceOf(self.gov) == self.treasury_start + self.treasury_received
 
 
 def test_token_and_stake_invariants(token, staking, gov, orgs, funded):
-    state_machine(
+    StakingMachine.token, StakingMachine.staking, StakingMachine.gov = token, staking, gov
+    StakingMachine.stakers = orgs[:NUM_STAKERS]
+    chain.snapshot()
+    run_state_machine_as_test(
         StakingMachine,
-        token,
-        staking,
-        gov,
-        orgs[:NUM_STAKERS],
-        settings={"max_examples": 30, "stateful_step_count": 15, "deadline": None},
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=12,
+            deadline=None,
+            derandomize=True,  # reproducible in CI; widen max_examples locally to explore more
+            suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow],
+        ),
     )

@@ -2,7 +2,6 @@
 
 import brownie
 import pytest
-
 from conftest import MIN_STAKE, RESPONSE_WINDOW, SLASH_AMOUNT, ZERO32, advance, b32, err, plain
 
 ORG, ROUND, SAMPLES = 0, 1, 2
@@ -28,7 +27,9 @@ def new_request(protocol, history, members):
 
     def _request(org=None, scope=ORG, target=ZERO32, sender=None):
         org = org or members[0]
-        tx = protocol["unlearning"].requestUnlearning(org, scope, target, b32("gdpr"), {"from": sender or org})
+        tx = protocol["unlearning"].requestUnlearning(
+            org, scope, target, b32("gdpr"), {"from": sender or org}
+        )
         return int(tx.return_value)
 
     return _request
@@ -43,22 +44,39 @@ def test_org_requests_removal_of_all_its_contributions(protocol, history, member
     deadline = tx.timestamp + RESPONSE_WINDOW
     assert tx.return_value == 1
     assert tx.events["UnlearningRequested"] == {
-        "requestId": 1, "org": members[0], "scope": ORG, "target": ZERO32, "reasonHash": b32("gdpr"), "deadline": deadline
+        "requestId": 1,
+        "org": members[0],
+        "scope": ORG,
+        "target": ZERO32,
+        "reasonHash": b32("gdpr"),
+        "deadline": deadline,
     }
-    assert plain(u.getRequest(1)) == (members[0].address, ORG, REQUESTED, deadline, ZERO_ADDRESS, ZERO32, ZERO32)
+    assert plain(u.getRequest(1)) == (
+        members[0].address,
+        ORG,
+        REQUESTED,
+        deadline,
+        ZERO_ADDRESS,
+        ZERO32,
+        ZERO32,
+    )
     assert u.requestCount() == 1
 
 
 def test_governor_requests_for_a_data_subject(protocol, history, members, gov):
     r1, _ = history
-    tx = protocol["unlearning"].requestUnlearning(members[1], ROUND, rid32(r1), b32("subject"), {"from": gov})
+    tx = protocol["unlearning"].requestUnlearning(
+        members[1], ROUND, rid32(r1), b32("subject"), {"from": gov}
+    )
     assert tx.events["UnlearningRequested"]["org"] == members[1]
     assert tx.events["UnlearningRequested"]["target"] == rid32(r1)
 
 
 def test_samples_scope_needs_a_non_zero_root(protocol, history, members):
     u = protocol["unlearning"]
-    tx = u.requestUnlearning(members[0], SAMPLES, b32("samples-root"), b32("r"), {"from": members[0]})
+    tx = u.requestUnlearning(
+        members[0], SAMPLES, b32("samples-root"), b32("r"), {"from": members[0]}
+    )
     assert tx.events["UnlearningRequested"]["scope"] == SAMPLES
     with brownie.reverts(err("UnlearningInvalidTarget", SAMPLES, ZERO32)):
         u.requestUnlearning(members[0], SAMPLES, ZERO32, b32("r"), {"from": members[0]})
@@ -66,7 +84,9 @@ def test_samples_scope_needs_a_non_zero_root(protocol, history, members):
 
 def test_request_for_another_org_reverts(protocol, history, members):
     with brownie.reverts(err("UnlearningNotAuthorized", members[1], members[0])):
-        protocol["unlearning"].requestUnlearning(members[0], ORG, ZERO32, b32("r"), {"from": members[1]})
+        protocol["unlearning"].requestUnlearning(
+            members[0], ORG, ZERO32, b32("r"), {"from": members[1]}
+        )
 
 
 def test_request_without_contribution_reverts(protocol, history, members, rando):
@@ -96,14 +116,19 @@ def test_request_with_bad_target_reverts(protocol, history, members):
 def test_acknowledge_records_the_responsible_aggregator(protocol, new_request, staked_aggregator):
     u, req = protocol["unlearning"], new_request()
     tx = u.acknowledge(req, {"from": staked_aggregator})
-    assert tx.events["UnlearningAcknowledged"] == {"requestId": req, "aggregator": staked_aggregator}
+    assert tx.events["UnlearningAcknowledged"] == {
+        "requestId": req,
+        "aggregator": staked_aggregator,
+    }
     org, scope, state, deadline, aggregator, target, model = plain(u.getRequest(req))
     assert (state, aggregator) == (ACKNOWLEDGED, staked_aggregator.address)
     with brownie.reverts(err("UnlearningWrongState", req, ACKNOWLEDGED)):
         u.acknowledge(req, {"from": staked_aggregator})
 
 
-def test_acknowledge_needs_a_staked_aggregator(protocol, new_request, staked_aggregator, members, gov):
+def test_acknowledge_needs_a_staked_aggregator(
+    protocol, new_request, staked_aggregator, members, gov
+):
     u, req = protocol["unlearning"], new_request()
     with brownie.reverts(err("UnlearningNotStakedAggregator", members[1])):
         u.acknowledge(req, {"from": members[1]})  # staked, but not an aggregator
@@ -133,11 +158,16 @@ def test_complete_org_scope_revokes_every_contribution_and_records_version(
     req = new_request()
     u.acknowledge(req, {"from": staked_aggregator})
     latest = registry.latestVersion()
-    tx = u.completeUnlearning(req, b32("clean"), b32("removed"), b32("metrics"), {"from": staked_aggregator})
+    tx = u.completeUnlearning(
+        req, b32("clean"), b32("removed"), b32("metrics"), {"from": staked_aggregator}
+    )
     assert tx.return_value == latest + 1
     assert tx.events["UnlearningCompleted"] == {
-        "requestId": req, "versionId": latest + 1, "newModelCid": b32("clean"),
-        "removedRoot": b32("removed"), "metricsHash": b32("metrics"),
+        "requestId": req,
+        "versionId": latest + 1,
+        "newModelCid": b32("clean"),
+        "removedRoot": b32("removed"),
+        "metricsHash": b32("metrics"),
     }
     revoked = [(e["roundId"], e["org"], e["requestId"]) for e in tx.events["ContributionRevoked"]]
     assert revoked == [(r1, members[0].address, req), (r2, members[0].address, req)]
@@ -145,15 +175,23 @@ def test_complete_org_scope_revokes_every_contribution_and_records_version(
     assert not registry.isRevoked(r1, members[1])
     assert plain(registry.getVersion(latest + 1))[:3] == (b32("clean"), latest, 0)
     assert plain(u.getRequest(req))[2:] == (
-        COMPLETED, u.getRequest(req)[3], staked_aggregator.address, ZERO32, b32("clean")
+        COMPLETED,
+        u.getRequest(req)[3],
+        staked_aggregator.address,
+        ZERO32,
+        b32("clean"),
     )
 
 
-def test_complete_round_scope_revokes_only_that_round(protocol, history, new_request, staked_aggregator, members):
+def test_complete_round_scope_revokes_only_that_round(
+    protocol, history, new_request, staked_aggregator, members
+):
     u, registry = protocol["unlearning"], protocol["registry"]
     r1, r2 = history
     req = new_request(scope=ROUND, target=rid32(r2))
-    tx = u.completeUnlearning(req, b32("clean"), b32("removed"), b32("m"), {"from": staked_aggregator})
+    tx = u.completeUnlearning(
+        req, b32("clean"), b32("removed"), b32("m"), {"from": staked_aggregator}
+    )
     assert [e["roundId"] for e in tx.events["ContributionRevoked"]] == [r2]
     assert registry.isRevoked(r2, members[0]) and not registry.isRevoked(r1, members[0])
     # the revoked round can no longer be asked for; the org still has a live one
@@ -161,11 +199,15 @@ def test_complete_round_scope_revokes_only_that_round(protocol, history, new_req
         u.requestUnlearning(members[0], ROUND, rid32(r2), b32("r"), {"from": members[0]})
 
 
-def test_complete_samples_scope_revokes_nothing(protocol, history, new_request, staked_aggregator, members):
+def test_complete_samples_scope_revokes_nothing(
+    protocol, history, new_request, staked_aggregator, members
+):
     u, registry = protocol["unlearning"], protocol["registry"]
     r1, r2 = history
     req = new_request(scope=SAMPLES, target=b32("samples"))
-    tx = u.completeUnlearning(req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator})
+    tx = u.completeUnlearning(
+        req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator}
+    )
     assert "ContributionRevoked" not in tx.events
     assert "VersionRecorded" in tx.events
     assert not registry.isRevoked(r1, members[0]) and not registry.isRevoked(r2, members[0])
@@ -209,16 +251,24 @@ def test_complete_failures(protocol, new_request, staked_aggregator, members):
 # --- slash -------------------------------------------------------------------------------------
 
 
-def test_missed_deadline_slashes_the_acknowledging_aggregator(protocol, new_request, staked_aggregator, rando, gov):
+def test_missed_deadline_slashes_the_acknowledging_aggregator(
+    protocol, new_request, staked_aggregator, rando, gov
+):
     u, staking, token = protocol["unlearning"], protocol["staking"], protocol["token"]
     req = new_request()
     u.acknowledge(req, {"from": staked_aggregator})
     advance(RESPONSE_WINDOW + 1)
     treasury_before = token.balanceOf(gov)
     tx = u.slashMissed(req, {"from": rando})
-    assert tx.events["AggregatorSlashed"] == {"requestId": req, "aggregator": staked_aggregator, "amount": SLASH_AMOUNT}
+    assert tx.events["AggregatorSlashed"] == {
+        "requestId": req,
+        "aggregator": staked_aggregator,
+        "amount": SLASH_AMOUNT,
+    }
     assert tx.events["Slashed"] == {
-        "account": staked_aggregator, "amount": SLASH_AMOUNT, "reasonHash": "0x" + req.to_bytes(32, "big").hex()
+        "account": staked_aggregator,
+        "amount": SLASH_AMOUNT,
+        "reasonHash": "0x" + req.to_bytes(32, "big").hex(),
     }
     assert staking.stakeOf(staked_aggregator) == MIN_STAKE - SLASH_AMOUNT
     assert token.balanceOf(gov) == treasury_before + SLASH_AMOUNT
@@ -227,14 +277,19 @@ def test_missed_deadline_slashes_the_acknowledging_aggregator(protocol, new_requ
         u.slashMissed(req, {"from": rando})
 
 
-def test_unacknowledged_miss_slashes_the_default_aggregator(protocol, new_request, staked_aggregator, rando, gov):
+def test_unacknowledged_miss_slashes_the_default_aggregator(
+    protocol, new_request, staked_aggregator, rando, gov
+):
     u = protocol["unlearning"]
     req = new_request()
     advance(RESPONSE_WINDOW + 1)
     with brownie.reverts(err("UnlearningNoAggregator", req)):
         u.slashMissed(req, {"from": rando})
     tx = u.setDefaultAggregator(staked_aggregator, {"from": gov})
-    assert tx.events["DefaultAggregatorSet"] == {"previous": ZERO_ADDRESS, "aggregator": staked_aggregator}
+    assert tx.events["DefaultAggregatorSet"] == {
+        "previous": ZERO_ADDRESS,
+        "aggregator": staked_aggregator,
+    }
     tx = u.slashMissed(req, {"from": rando})
     assert tx.events["AggregatorSlashed"]["aggregator"] == staked_aggregator
     assert plain(u.getRequest(req))[4] == staked_aggregator.address
@@ -283,5 +338,8 @@ def test_set_default_aggregator_by_non_governor_reverts(protocol, rando):
 def test_views_report_constructor_arguments(protocol, gov):
     u = protocol["unlearning"]
     assert (u.responseWindow(), u.slashAmount(), u.governor(), u.defaultAggregator()) == (
-        RESPONSE_WINDOW, SLASH_AMOUNT, gov.address, ZERO_ADDRESS
+        RESPONSE_WINDOW,
+        SLASH_AMOUNT,
+        gov.address,
+        ZERO_ADDRESS,
     )

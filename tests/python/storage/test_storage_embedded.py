@@ -202,3 +202,19 @@ def test_writes_are_atomic_no_temp_files_remain_after_adds(store, make_file):
     leftovers = [p for p in store.root.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == [] and list(store.tmp_dir.iterdir()) == []
     assert all(os.path.getsize(p) > 0 for p in store.blocks_dir.rglob("*") if p.is_file())
+
+
+def test_put_block_refuses_data_that_does_not_hash_to_the_given_cid(store):
+    from orchestrator.storage.errors import CidMismatchError
+
+    cid = compute_cid(b"the real content")
+    with pytest.raises(CidMismatchError, match=cid):
+        store.put_block(b"other bytes", cid)
+    assert not store.has_block(cid) and store.block_count() == 0
+
+
+def test_put_block_then_get_block_round_trips_and_rehashes(store):
+    block = b"\x0a\x04\x08\x02\x18\x00"  # the empty UnixFS file node
+    cid = store.put_block(block, compute_cid(b""))
+    assert store.get_block(cid) == block and store.has_block(cid)
+    assert store.cat(cid) == b""

@@ -16,13 +16,14 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def keyfile_json() -> dict:
-    # eth-keyfile JSON as brownie's Account.save() writes it (scrypt by default).
-    return Account.encrypt(KEY, PASSWORD)
+    # eth-keyfile JSON (scrypt) with a cheap work factor: each decryption with brownie's default
+    # (n=2**18) takes about 2 s on the dev VM; the default is exercised once below.
+    return Account.encrypt(KEY, PASSWORD, kdf="scrypt", iterations=2**12)
 
 
-def test_keystore_file_with_password_from_env_gives_the_encrypted_key(tmp_path: Path, keyfile_json: dict) -> None:
+def test_keystore_file_as_brownie_writes_it_with_password_from_env_gives_the_encrypted_key(tmp_path: Path) -> None:
     path = tmp_path / "org1.json"
-    path.write_text(json.dumps(keyfile_json))
+    path.write_text(json.dumps(Account.encrypt(KEY, PASSWORD)))  # brownie's Account.save(): defaults
     account = load_signer(keystore=path, env={"ORCH_KEYSTORE_PASSWORD": PASSWORD})
     assert account.address == Account.from_key(KEY).address
 

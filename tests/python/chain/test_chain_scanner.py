@@ -116,8 +116,7 @@ def test_a_recreated_scanner_continues_without_duplicates_or_misses(
     second = _scanner(w3, probe, db)
     again = second.poll()
     assert [e.args["id"] for e in again] == [4, 5, 6, 7]
-    for event in again:
-        second.mark_processed(event)
+    second.mark_processed_many(again)
     assert second.poll() == []
     second.close()
 
@@ -213,3 +212,14 @@ def test_circuit_breaker_stops_the_loop_after_consecutive_failures(
 def test_unknown_event_name_is_a_clear_error(w3: Web3, probe: Contract, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no event 'Pong'"):
         EventScanner(w3, [(probe, "Pong")], tmp_path / "s.db", "x")
+
+
+def test_pending_events_of_an_unsubscribed_event_are_dropped_after_reconfiguration(
+    w3: Web3, transactor: Transactor, probe: Contract, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    _ping(transactor, probe, 1)
+    transactor.transact(probe.functions.setValue(3))
+    assert [e.name for e in _scanner(w3, probe, db).poll()] == ["Pinged", "ValueSet"]
+    narrower = EventScanner(w3, [(probe, "ValueSet")], db, "test")  # same name, fewer events
+    assert [e.name for e in narrower.poll()] == ["ValueSet"]

@@ -159,3 +159,13 @@ def test_retry_does_not_repeat_a_revert(transactor: Transactor, probe: Contract)
     with pytest.raises(ContractRevertError):
         retry(attempt, attempts=5, backoff=0.0)
     assert len(calls) == 1
+
+
+def test_an_unfunded_sender_gets_a_chain_error_naming_the_account(w3: Web3, probe: Contract, build_dir) -> None:
+    from orchestrator.chain import ChainError, derive_account
+
+    broke = derive_account(999, seed="nobody-funded-this")
+    with pytest.raises(ChainError) as info:
+        Transactor(w3, broke, build_dir=build_dir).transact(probe.functions.ping(1, TAG))
+    assert broke.address in str(info.value) and "balance" in str(info.value)
+    assert not isinstance(info.value, ContractRevertError)

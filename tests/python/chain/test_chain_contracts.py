@@ -91,6 +91,21 @@ def test_roles_are_wired_like_scripts_deploy(deployed, module_chain) -> None:
     assert not has("Staking", "SLASHER_ROLE", accounts[1].address)
 
 
+def test_a_separate_aggregator_gets_the_role_and_answers_for_unacknowledged_requests(
+    w3: Web3, accounts, build_dir: Path
+) -> None:
+    deployer, aggregator, relayer = (a.address for a in accounts[:3])
+    params = ProtocolParams(aggregators=[aggregator], relayers=[relayer], reward_pool=0)
+    p = Protocol.from_manifest(w3, deploy_protocol(w3, Transactor(w3, accounts[0], build_dir=build_dir),
+                                                   params, build_dir=build_dir), build_dir)
+    agg_role, rel_role = p.role("Membership", "AGGREGATOR_ROLE"), p.role("Membership", "RELAYER_ROLE")
+    assert p.Membership.functions.hasRole(agg_role, aggregator).call()
+    assert not p.Membership.functions.hasRole(agg_role, deployer).call()
+    assert p.Membership.functions.hasRole(rel_role, relayer).call()
+    assert p.Unlearning.functions.defaultAggregator().call() == aggregator
+    assert p.Staking.functions.stakeOf(deployer).call() == 0  # not an aggregator: nothing to slash
+
+
 def test_orgs_get_test_tokens_and_the_reward_pool_is_funded(deployed, module_chain) -> None:
     manifest, p = deployed
     accounts = module_chain[1]
