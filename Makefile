@@ -75,7 +75,7 @@ test-python: setup
 	$(PY) -m pytest -p no:pytest-brownie tests/python $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 bench-gas: setup  ## gas table of the protocol (docs/BENCHMARKS.md)
-	brownie run bench/gas.py
+	$(PY) bench/gas.py
 
 lint:
 	$(PY) -m ruff check orchestrator tests bench scripts || true

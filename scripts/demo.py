@@ -57,6 +57,7 @@ def main() -> None:
     print(f"deployed on chain {chain.id}; {len(orgs)} orgs staked and joined; manifest {manifest}")
 
     rpc = network.web3.provider.endpoint_uri
+    pw3_private = connect(rpc)
     with AnvilProcess(chain_id=31338) as public_node:
         pw3 = connect(public_node.url)
         relayer_key = deployer.private_key
@@ -81,10 +82,15 @@ def main() -> None:
         ]
         rounds, unlearning = contracts["Rounds"], contracts["Unlearning"]
         try:
+            from orchestrator.daemons.rewards import rewards_settled
+            from orchestrator.storage.embedded import EmbeddedStore
+
+            rounds_w3 = pw3_private.eth.contract(address=rounds.address, abi=rounds.abi)
+            store = EmbeddedStore(out / "ipfs")
+
             def rounds_done() -> bool:
-                if rounds.roundCount() < n_rounds or rounds.getRound(n_rounds)[0] != 3:
-                    return False
-                return all(rounds.hasClaimed(r, a) for r in range(1, n_rounds + 1) for a in orgs.values())
+                return rounds.roundCount() >= n_rounds and all(
+                    rewards_settled(rounds_w3, store, r) for r in range(1, n_rounds + 1))
 
             took = wait_for(rounds_done, 1800, f"{n_rounds} rounds finalized and claimed", procs, interval=1)
             print(f"{n_rounds} rounds finalized and every reward claimed in {took:.0f} s")

@@ -28,6 +28,7 @@ from orchestrator.daemons import modelbook
 from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
 from orchestrator.daemons.base import Daemon
 from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium, send
+from orchestrator.daemons.rewards import rewards_settled
 from orchestrator.daemons.relayer import RelayerDaemon, record_of, verify_batch
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.daemons.trainer import TrainerDaemon
@@ -165,7 +166,6 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     if state.exists():
         shutil.rmtree(state)  # a demo always starts from genesis; its chains live in memory
     state.mkdir(parents=True)
-    names = list(TOPICS[: cfg.orgs])
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TimeElapsedColumn(), console=console, transient=False)
     total = 3 + cfg.rounds * (cfg.orgs + 2) + 3
@@ -194,13 +194,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
             seen_actions["n"] = len(actions)
 
         def rounds_done() -> bool:
-            count = int(rounds.functions.roundCount().call())
-            if count < cfg.rounds or rounds.functions.getRound(cfg.rounds).call()[0] != 3:
-                return False
-            return all(
-                rounds.functions.hasClaimed(r, cons.orgs[n].address).call()
-                for r in range(1, cfg.rounds + 1) for n in names
-            )
+            return int(rounds.functions.roundCount().call()) >= cfg.rounds and all(
+                rewards_settled(rounds, cons.store, r) for r in range(1, cfg.rounds + 1))
 
         drive(daemons, rounds_done, on_tick=on_tick)
         before = modelbook.current_inputs(agg_node)

@@ -63,3 +63,26 @@ def build_table(amounts: Mapping[str, int]) -> RewardTable:
     paid = {org: int(a) for org, a in amounts.items() if int(a) > 0}
     tree = MerkleTree.build([reward_leaf(o, a) for o, a in paid.items()]) if paid else None
     return RewardTable(amounts=paid, tree=tree)
+
+
+def round_report(rounds: object, store: object, round_id: int) -> dict[str, object] | None:
+    """The report a finalized round points to (its ``metricsHash`` CID), or None if not finalized."""
+    import json
+
+    from orchestrator.storage.cid import bytes32_to_cid
+
+    logs = rounds.events.RoundFinalized().get_logs(  # type: ignore[attr-defined]
+        from_block=0, argument_filters={"roundId": round_id})
+    if not logs:
+        return None
+    return json.loads(store.cat(bytes32_to_cid(bytes(logs[0]["args"]["metricsHash"]))))  # type: ignore[attr-defined]
+
+
+def rewards_settled(rounds: object, store: object, round_id: int) -> bool:
+    """True once the round is finalized and every org with a non-zero reward has claimed it."""
+    report = round_report(rounds, store, round_id)
+    if report is None:
+        return False
+    table = RewardTable.from_json(report["rewards"])  # type: ignore[arg-type]
+    return all(rounds.functions.hasClaimed(round_id, org).call()  # type: ignore[attr-defined]
+               for org in table.amounts)

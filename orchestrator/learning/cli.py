@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-train", type=int, default=32, help="training texts per org")
     p.add_argument("--max-val", type=int, default=8, help="validation texts per org")
     p.add_argument("--mia-samples", type=int, default=16, help="member / held-out texts for the MIA")
+    p.add_argument("--score-val", type=int, default=4, help="validation texts per org for contribution scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-score", action="store_true", help="skip leave-one-out contribution scores")
     p.add_argument("--json", type=Path, default=Path("out/simulate/report.json"), metavar="OUT")
@@ -68,6 +69,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             model=args.model, orgs=args.orgs, rounds=args.rounds, mode=args.mode, unlearn=args.unlearn,
             unlearn_samples=args.unlearn_samples, shards=args.shards, join_round=args.join_round,
             max_train=args.max_train, max_val=args.max_val, mia_samples=args.mia_samples,
+            score_val=args.score_val,
             train=train, seed=args.seed, score=not args.no_score, progress=not args.no_progress,
         )
     except ValueError as exc:

@@ -560,6 +560,9 @@ class SplitServer:
 class _Handler(BaseHTTPRequestHandler):
     server: _SplitHTTPServer
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; without TCP_NODELAY, Nagle + the peer's delayed
+    # ACK can hold the body's last segment back for up to 40 ms per message
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.address_string(), *args)
