@@ -40,7 +40,7 @@ from orchestrator.storage.embedded import EmbeddedStore  # noqa: E402
 def one_size(n: int, model: str, work: Path) -> dict[str, float]:
     with AnvilProcess(accounts=3) as node:
         w3 = connect(node.url)
-        accounts = funded_accounts(w3, 3 + n)
+        accounts = funded_accounts(w3, 3 + n, amount_wei=10**19)
         names = [f"org{i:03d}" for i in range(n)]
         store = EmbeddedStore(work / "ipfs")
         t0 = time.perf_counter()

@@ -22,6 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deploy import DeployParams, deploy_all, write_manifest  # noqa: E402
 
 TOPICS = ["business", "entertainment", "politics", "sport", "tech"]
+#: anvil's well-known development mnemonic (test keys, never for real funds)
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def dev_key(account) -> str:
+    """The private key of an unlocked anvil dev account (brownie does not expose it)."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    for i in range(20):
+        derived = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        if derived.address == account.address:
+            return derived.key.hex()
+    raise SystemExit(f"{account.address} is not one of anvil's default dev accounts")
 
 
 def main() -> None:
@@ -33,6 +47,7 @@ def main() -> None:
     from orchestrator.chain.tx import Transactor
     from orchestrator.daemons.processes import spawn, wait_for
     from orchestrator.storage import adapters as sealed
+    from orchestrator.storage.cid import bytes32_to_cid
 
     model = os.environ.get("ORCH_DEMO_MODEL", "tiny")
     n_rounds = int(os.environ.get("ORCH_DEMO_ROUNDS", "2"))
@@ -60,7 +75,7 @@ def main() -> None:
     pw3_private = connect(rpc)
     with AnvilProcess(chain_id=31338) as public_node:
         pw3 = connect(public_node.url)
-        relayer_key = deployer.private_key
+        relayer_key = dev_key(deployer)
         from eth_account import Account
 
         anchor_manifest = deploy_anchor(pw3, Transactor(pw3, Account.from_key(relayer_key)),
@@ -68,15 +83,15 @@ def main() -> None:
         print(f"PublicAnchor on chain {pw3.eth.chain_id} at {anchor_manifest.address('PublicAnchor')}")
         common = {"ipfs_dir": out / "ipfs"}
         procs = [
-            spawn("aggregator", "aggregator", rpc, manifest, deployer.private_key, out / "aggregator",
+            spawn("aggregator", "aggregator", rpc, manifest, dev_key(deployer), out / "aggregator",
                   ["--model", model, "--rounds", str(n_rounds)], enc_key=agg_private, **common),
-            spawn("unlearner", "unlearner", rpc, manifest, deployer.private_key, out / "unlearner",
+            spawn("unlearner", "unlearner", rpc, manifest, dev_key(deployer), out / "unlearner",
                   [], enc_key=agg_private, **common),
             spawn("relayer", "relayer", rpc, manifest, relayer_key, out / "relayer",
                   ["--public-rpc-url", public_node.url, "--anchor-manifest", str(out / "anchor.json"),
                    "--interval", "2"], **common),
         ] + [
-            spawn("trainer", f"trainer-{t}", rpc, manifest, acct.private_key, out / f"org-{t}", ["--org", t],
+            spawn("trainer", f"trainer-{t}", rpc, manifest, dev_key(acct), out / f"org-{t}", ["--org", t],
                   enc_key=keys[t][0], **common)
             for t, acct in orgs.items()
         ]
@@ -98,7 +113,7 @@ def main() -> None:
             request_id = tx.events["UnlearningRequested"]["requestId"]
             took = wait_for(lambda: unlearning.getRequest(request_id)[2] == 3, 900, "unlearning completed", procs)
             req = unlearning.getRequest(request_id)
-            print(f"unlearning request {request_id} (sport) completed in {took:.0f} s: new model {req[6].hex()}")
+            print(f"unlearning request {request_id} (sport) completed in {took:.0f} s: new model {bytes32_to_cid(bytes(req[6]))}")
             anchor = pw3.eth.contract(address=anchor_manifest.address("PublicAnchor"),
                                       abi=json.loads(Path("build/contracts/PublicAnchor.json").read_text())["abi"])
             head = chain.height
