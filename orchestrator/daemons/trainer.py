@@ -78,7 +78,7 @@ class TrainerDaemon(Daemon):
 
         from orchestrator.learning.api import TrainConfig, train_adapter
 
-        train_cfg = TrainConfig.from_dict(config.train)
+        train_cfg = TrainConfig.from_dict(config.train).for_round(round_id - 1)  # fresh data order per round
         out_dir = self.adapters_dir / f"round-{round_id}"
         init = self._init_adapter(config, round_id)
         learning_started = time.perf_counter()
