@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from orchestrator.errors import OrchestratorError
@@ -50,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose == 0:
+        # Deprecation chatter from the ML libraries drowns the progress bars; -v shows it again.
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"(transformers|peft|torch)\.")
     try:
         return int(args.func(args) or 0)
     except OrchestratorError as exc:

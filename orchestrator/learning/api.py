@@ -32,12 +32,12 @@ from orchestrator.learning.unlearn import (
     unlearn_org_isolated,
     unlearn_samples,
 )
-from orchestrator.learning.verify import EvalSets, VerificationReport, evaluate_model
+from orchestrator.learning.verify import EvalSets, VerificationReport, build_report, evaluate_model
 
 __all__ = [
     "METHODS", "TOPICS", "Adapter", "Aggregator", "EvalSets", "FedAvgAggregator", "MedianAggregator",
     "OrgData", "RoundRecord", "ShardedAdapter", "SimulationConfig", "StackAggregator", "TrainConfig",
-    "TrainResult", "TrimmedMeanAggregator", "UnlearnResult", "VerificationReport", "adapter_sha256",
+    "TrainResult", "TrimmedMeanAggregator", "UnlearnResult", "VerificationReport", "adapter_sha256", "build_report",
     "delta_weights", "evaluate_model", "evaluate_perplexity", "get_aggregator", "load_model",
     "load_org_data", "merge_adapters", "mia_auc", "pick_device", "read_adapter", "resolve_model",
     "run_rounds", "sample_losses", "score_contributions", "simulate", "train_adapter",

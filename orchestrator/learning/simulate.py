@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import LearningError
-from orchestrator.learning.adapters import adapter_sha256
 from orchestrator.learning.config import TrainConfig
 from orchestrator.learning.data import TOPICS, OrgData, load_org_data
 from orchestrator.learning.evaluate import score_contributions
 from orchestrator.learning.federation import MODES, ShardedAdapter, run_rounds, train_sharded
 from orchestrator.learning.unlearn import unlearn_org_collaborative, unlearn_org_isolated, unlearn_samples
-from orchestrator.learning.verify import EvalSets, VerificationReport, evaluate_model
+from orchestrator.learning.verify import EvalSets, VerificationReport, build_report
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +70,26 @@ class SimulationConfig:
 
 
 def simulate(cfg: SimulationConfig, out_dir: Path | None = None) -> VerificationReport:
-    """Run the consortium, unlearn, retrain without the forgotten data, and compare."""
+    """Run the consortium, unlearn, retrain without the forgotten data, and compare.
+
+    Adapters go to ``out_dir`` when given (kept), else to a temp folder removed afterwards.
+    """
+    if out_dir is not None:
+        return _simulate(cfg, Path(out_dir))
+    work = Path(tempfile.mkdtemp(prefix="ledgerlora-sim-"))
+    try:
+        return _simulate(cfg, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _simulate(cfg: SimulationConfig, work: Path) -> VerificationReport:
     orgs = cfg.org_names
     if cfg.unlearn not in orgs:
         raise LearningError(
             f"cannot unlearn {cfg.unlearn!r}: it is not among the {cfg.orgs} simulated orgs {orgs}; "
             "pick one of them or raise --orgs"
         )
-    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="ledgerlora-sim-"))
     work.mkdir(parents=True, exist_ok=True)
     data: dict[str, OrgData] = {
         o: load_org_data(o, max_train=cfg.max_train, max_val=cfg.max_val, max_heldout=cfg.mia_samples, seed=cfg.seed)
@@ -178,36 +189,24 @@ def simulate(cfg: SimulationConfig, out_dir: Path | None = None) -> Verification
         heldout=data[forget].heldout,
         canaries=data[forget].canaries,
     )
-    unlearned_sha, retrained_sha = adapter_sha256(unlearned), adapter_sha256(retrained)
-    evals = {}
-    for name, adapter in (("base", None), ("before", final.merged), ("after", unlearned), ("retrain", retrained)):
-        if name == "retrain" and unlearned_sha == retrained_sha:
-            # Bit-identical tensors give bit-identical figures: evaluating twice proves nothing.
-            evals[name] = evals["after"]
-            continue
-        started = time.perf_counter()
-        evals[name] = evaluate_model(cfg.model, adapter, sets, seq_len=tc.seq_len, batch_size=cfg.eval_batch)
-        log.info("evaluated %s in %.1f s", name, time.perf_counter() - started)
-    report = VerificationReport(
-        model=cfg.model,
+    report = build_report(
+        cfg.model,
         mode=cfg.mode,
         kind="samples" if cfg.unlearn_samples else "org",
         forget=forget,
         orgs=orgs,
-        removed_samples=len(removed) if removed else len(texts[forget]),
-        evals=evals,
+        before=final.merged,
+        after=unlearned,
+        retrain=retrained,
+        sets=sets,
         unlearn_seconds=unlearn_seconds,
         retrain_seconds=retrain_seconds,
-        unlearned_sha256=unlearned_sha,
-        retrained_sha256=retrained_sha,
+        removed_samples=len(removed) if removed else len(texts[forget]),
+        seq_len=tc.seq_len,
+        batch_size=cfg.eval_batch,
         contributions=contributions,
-        settings={
-            **_settings(cfg),
-            "retrain_eval": "reused (identical tensors)" if unlearned_sha == retrained_sha else "evaluated",
-        },
+        settings=_settings(cfg),
     )
-    if out_dir is None:
-        shutil.rmtree(work, ignore_errors=True)
     return report
 
 

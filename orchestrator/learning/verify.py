@@ -137,6 +137,66 @@ class VerificationReport:
         return json_path, png_path
 
 
+def build_report(
+    model_spec: str,
+    *,
+    mode: str,
+    kind: str,
+    forget: str,
+    orgs: Sequence[str],
+    before: Path,
+    after: Path,
+    retrain: Path,
+    sets: EvalSets,
+    unlearn_seconds: float,
+    retrain_seconds: float,
+    removed_samples: int,
+    seq_len: int,
+    batch_size: int = 8,
+    contributions: Mapping[str, float] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> VerificationReport:
+    """Evaluate base / before / after / retrain and assemble the report (what a daemon's
+    unlearning executor calls after :func:`~orchestrator.learning.unlearn.unlearn_org_isolated`).
+
+    When ``after`` and ``retrain`` hold bit-identical tensors the retrain's figures are reused:
+    identical tensors give identical figures, evaluating twice would prove nothing.
+    """
+    import logging
+    import time
+
+    from orchestrator.learning.adapters import adapter_sha256
+
+    log = logging.getLogger(__name__)
+    after_sha, retrain_sha = adapter_sha256(after), adapter_sha256(retrain)
+    evals: dict[str, ModelEval] = {}
+    for name, adapter in (("base", None), ("before", before), ("after", after), ("retrain", retrain)):
+        if name == "retrain" and after_sha == retrain_sha:
+            evals[name] = evals["after"]
+            continue
+        started = time.perf_counter()
+        evals[name] = evaluate_model(model_spec, adapter, sets, seq_len=seq_len, batch_size=batch_size)
+        log.info("evaluated %s in %.1f s", name, time.perf_counter() - started)
+    return VerificationReport(
+        model=model_spec,
+        mode=mode,
+        kind=kind,
+        forget=forget,
+        orgs=list(orgs),
+        removed_samples=removed_samples,
+        evals=evals,
+        unlearn_seconds=unlearn_seconds,
+        retrain_seconds=retrain_seconds,
+        unlearned_sha256=after_sha,
+        retrained_sha256=retrain_sha,
+        contributions=dict(contributions or {}),
+        settings={
+            **dict(settings or {}),
+            "retrain_eval": "reused (identical tensors)" if after_sha == retrain_sha else "evaluated",
+        },
+    )
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
