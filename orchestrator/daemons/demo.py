@@ -352,14 +352,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                   rewards, str(len(r["rejected"])))
     console.print(t)
     u = report["unlearning"]
-    t2 = Table(title=f"Unlearning request {u['request_id']}: '{u['org']}' (receipt {u['receipt_cid']})")
+    t2 = Table(title=f"Unlearning request {u['request_id']}: '{u['org']}' forgotten; perplexity per topic")
     for col in ("topic", "base ppl", "before", "after"):
         t2.add_column(col)
     for org, v in u["perplexity"].items():
         style = "bold red" if org == u["org"] else None
         t2.add_row(org, f"{v['base']:.2f}", f"{v['before']:.2f}", f"{v['after']:.2f}", style=style)
     console.print(t2)
-    console.print(f"new model CID {u['new_model_cid']}; auditor's re-derivation from the remaining adapters: "
+    console.print(f"receipt {u['receipt_cid']}; new model CID {u['new_model_cid']}; auditor's re-derivation from the remaining adapters: "
                   f"{'[green]identical' if u['rederived_matches'] else '[red]DIFFERENT'}[/] "
                   f"({u['seconds']:.1f} s to unlearn)")
     a = report["anchor"]
