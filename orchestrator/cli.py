@@ -15,16 +15,33 @@ from collections.abc import Sequence
 
 from orchestrator.errors import OrchestratorError
 
-# (module, short help).  A module's register() adds one or more sub-commands.
+# A module's register() adds one or more sub-commands.
 _COMMAND_MODULES: list[str] = [
     "orchestrator.storage.cli",
     "orchestrator.learning.cli",
     "orchestrator.split.cli",
     "orchestrator.daemons.cli",
 ]
+#: Which module owns which command, so that `cid` does not pay for importing torch.
+_OWNER: dict[str, str] = {
+    "cid": "orchestrator.storage.cli",
+    "ipfs": "orchestrator.storage.cli",
+    "simulate": "orchestrator.learning.cli",
+    "split-train": "orchestrator.split.cli",
+    "demo": "orchestrator.daemons.cli",
+    "daemon": "orchestrator.daemons.cli",
+    "deploy": "orchestrator.daemons.cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator",
         description=(
@@ -35,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _COMMAND_MODULES:
+    owner = _OWNER.get(_command_of(argv or []) or "")
+    for name in [owner] if owner else _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a layer not built yet
@@ -47,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
