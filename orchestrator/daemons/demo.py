@@ -37,7 +37,7 @@ from orchestrator.errors import ConfigError, DaemonError
 from orchestrator.storage.cid import bytes32_to_cid
 from orchestrator.storage.embedded import EmbeddedStore
 
-TOPICS = ("business", "entertainment", "politics", "sport", "tech")
+from orchestrator.learning.data import TOPICS  # noqa: E402  (torch-free: texts and commitments only)
 
 #: Per-model defaults sized for 2 CPU cores (see docs/BENCHMARKS.md for the timings).
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
