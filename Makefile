@@ -78,7 +78,7 @@ bench-gas: setup  ## gas table of the protocol (docs/BENCHMARKS.md)
 	$(PY) bench/gas.py
 
 lint:
-	$(PY) -m ruff check orchestrator tests bench scripts || true
+	$(PY) -m ruff check orchestrator tests bench scripts
 
 clean:
 	rm -rf build reports out .pytest_cache .hypothesis

@@ -146,7 +146,7 @@ class AggregatorDaemon(Daemon):
         logs = rounds.events.UpdateSubmitted().get_logs(
             from_block=self.node.protocol.manifest.first_block, argument_filters={"roundId": round_id})
         rejected = []
-        for log in sorted(logs, key=lambda l: l["args"]["org"].lower()):
+        for log in sorted(logs, key=lambda ev: ev["args"]["org"].lower()):
             org = log["args"]["org"]
             cid = bytes32_to_cid(bytes(log["args"]["adapterCid"]))
             if rounds.functions.isRejected(round_id, org).call():

@@ -239,7 +239,7 @@ def _check_anchors(cons: Consortium, relayer: RelayerDaemon, batch: dict[str, An
     recomputed = 0
     for rec in batch["records"]:
         tx = cons.private.eth.get_transaction_receipt(rec["tx_hash"])
-        log = next(l for l in tx["logs"] if int(l["logIndex"]) == rec["log_index"])
+        log = next(ev for ev in tx["logs"] if int(ev["logIndex"]) == rec["log_index"])
         if "0x" + record_of(log).leaf(chain_id).hex() == rec["leaf"]:
             recomputed += 1
     verified, total = verify_batch(anchor, batch)

@@ -28,7 +28,7 @@ def test_every_round_finalizes_with_one_submission_per_org(tiny_demo: DemoResult
         assert state == ROUND_FINALIZED
         assert submissions == 3
         logs = rounds.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"roundId": r})
-        assert sorted(l["args"]["org"] for l in logs) == sorted(o.address for o in tiny_demo.consortium.orgs.values())
+        assert sorted(ev["args"]["org"] for ev in logs) == sorted(o.address for o in tiny_demo.consortium.orgs.values())
 
 
 def test_rewards_are_claimed_with_proofs_that_match_the_onchain_root(tiny_demo: DemoResult) -> None:
@@ -39,8 +39,8 @@ def test_rewards_are_claimed_with_proofs_that_match_the_onchain_root(tiny_demo: 
         report = json.loads(cons.store.cat(bytes32_to_cid(bytes(fin["metricsHash"]))))
         table = RewardTable.from_json(report["rewards"])
         assert table.root == bytes(fin["rewardsRoot"])
-        claims = {l["args"]["org"]: l["args"]["amount"]
-                  for l in rounds.events.RewardClaimed().get_logs(from_block=0, argument_filters={"roundId": r})}
+        claims = {ev["args"]["org"]: ev["args"]["amount"]
+                  for ev in rounds.events.RewardClaimed().get_logs(from_block=0, argument_filters={"roundId": r})}
         assert claims == table.amounts
         for org, amount in claims.items():
             assert verify(table.proof(org), bytes(fin["rewardsRoot"]), reward_leaf(org, amount))
@@ -54,7 +54,7 @@ def test_round_model_cid_is_the_exact_stack_of_the_submitted_adapters(tiny_demo:
     fin = rounds.events.RoundFinalized().get_logs(from_block=0, argument_filters={"roundId": 2})[0]["args"]
     report = json.loads(cons.store.cat(bytes32_to_cid(bytes(fin["metricsHash"]))))
     subs = rounds.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"roundId": 2})
-    by_org = {l["args"]["org"]: l for l in subs}
+    by_org = {ev["args"]["org"]: ev for ev in subs}
     ordered = sorted(by_org, key=str.lower)
     total = sum(by_org[o]["args"]["numSamples"] for o in ordered)
     dirs = [sealed.fetch_adapter(cons.store, bytes32_to_cid(bytes(by_org[o]["args"]["adapterCid"])),
@@ -73,7 +73,7 @@ def test_unlearning_receipt_model_equals_the_remerge_of_the_remaining_adapters(t
     req = unlearning.functions.getRequest(tiny_demo.report["unlearning"]["request_id"]).call()
     assert req[0] == forgotten.address and req[2] == REQ_COMPLETED
     remaining = sorted((o for o in cons.orgs.values() if o.address != forgotten.address), key=lambda o: o.address.lower())
-    subs = {l["args"]["org"]: l["args"] for l in rounds.events.UpdateSubmitted().get_logs(
+    subs = {ev["args"]["org"]: ev["args"] for ev in rounds.events.UpdateSubmitted().get_logs(
         from_block=0, argument_filters={"roundId": 2})}
     total = sum(subs[o.address]["numSamples"] for o in remaining)
     dirs = [sealed.fetch_adapter(cons.store, bytes32_to_cid(bytes(subs[o.address]["adapterCid"])),

@@ -54,7 +54,7 @@ def test_tampered_adapter_is_rejected_on_chain_and_the_round_still_finalizes(set
 
     assert rounds.functions.isRejected(round_id, politics.address).call()
     rejected = rounds.events.SubmissionRejected().get_logs(from_block=0, argument_filters={"roundId": round_id})
-    assert [l["args"]["org"] for l in rejected] == [politics.address]
+    assert [ev["args"]["org"] for ev in rejected] == [politics.address]
     inputs = [a for a in setup.aggregator.actions if a["action"] == "finalized"]
     assert inputs and inputs[0]["rejected"] == [politics.address]
     assert "DecryptionError" in next(a for a in setup.aggregator.actions if a["action"] == "rejected")["reason"]
@@ -71,7 +71,7 @@ def test_a_duplicate_round_opened_delivery_submits_once(setup: Setup) -> None:
     trainer.on_round_opened(opened)  # delivered again (e.g. crash before mark_processed)
     trainer.tick()  # and once more through the scanner
     logs = rounds.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"roundId": round_id})
-    assert [l["args"]["org"] for l in logs] == [cons.orgs["business"].address]
+    assert [ev["args"]["org"] for ev in logs] == [cons.orgs["business"].address]
     assert [a["action"] for a in trainer.actions].count("submitted") == 1
 
 

@@ -72,7 +72,7 @@ def test_separate_daemon_processes_complete_a_round_on_anvil(anvil_consortium) -
             p.stop()
     rounds = cons.protocol.contract("Rounds")
     subs = rounds.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"roundId": 1})
-    assert sorted(l["args"]["org"] for l in subs) == sorted(o.address for o in cons.orgs.values())
+    assert sorted(ev["args"]["org"] for ev in subs) == sorted(o.address for o in cons.orgs.values())
 
 
 def test_a_trainer_killed_mid_round_and_restarted_submits_exactly_once(anvil_consortium) -> None:
@@ -98,8 +98,8 @@ def test_a_trainer_killed_mid_round_and_restarted_submits_exactly_once(anvil_con
         for p in procs:
             p.stop()
     subs = rounds.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"roundId": 1})
-    assert [l["args"]["org"] for l in subs].count(victim.address) == 1
+    assert [ev["args"]["org"] for ev in subs].count(victim.address) == 1
     assert len(subs) == 2
     claims = rounds.events.RewardClaimed().get_logs(from_block=0, argument_filters={"roundId": 1})
-    assert [l["args"]["org"] for l in claims].count(victim.address) <= 1  # never twice
+    assert [ev["args"]["org"] for ev in claims].count(victim.address) <= 1  # never twice
     assert killed_before_submit  # the kill really happened mid-round
