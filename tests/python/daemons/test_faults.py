@@ -118,3 +118,22 @@ def test_adapters_are_readable_only_by_the_aggregator_and_the_org(setup: Setup) 
     with pytest.raises(Exception) as info:
         sealed.open_sealed(blob, other.address.lower(), other.enc_private)
     assert type(info.value).__name__ in ("DecryptionError", "StorageError")
+
+
+def test_an_unreachable_store_loses_no_work_and_the_round_resumes_when_it_is_back(setup: Setup) -> None:
+    from orchestrator.storage.kubo import KuboStore
+
+    cons = setup.consortium
+    rounds = cons.protocol.contract("Rounds")
+    round_id = _open_round(setup)
+    trainer = setup.trainers["business"]
+    working = trainer.node.store
+    trainer.node.store = KuboStore("/ip4/127.0.0.1/tcp/9/http", timeout=2)  # nothing listens on port 9
+    trainer.tick()
+    failure = [a for a in trainer.actions if a["action"] == "failed"]
+    assert len(failure) == 1 and "127.0.0.1" in failure[0]["error"]
+    assert not rounds.functions.hasSubmitted(round_id, cons.orgs["business"].address).call()
+    assert not trainer.scanner.dead_letters()  # still pending, not given up
+    trainer.node.store = working  # the node is reachable again
+    trainer.tick()
+    assert rounds.functions.hasSubmitted(round_id, cons.orgs["business"].address).call()
