@@ -97,9 +97,12 @@ def test_a_reverting_action_is_decoded_dead_lettered_and_does_not_loop(setup: Se
 
 
 def test_circuit_breaker_stops_a_daemon_that_keeps_failing(setup: Setup) -> None:
+    from orchestrator.storage.kubo import KuboStore
+
+    _open_round(setup)
     trainer = setup.trainers["entertainment"]
     trainer.max_consecutive_failures = 2
-    trainer.periodic = lambda: (_ for _ in ()).throw(OSError("disk full"))  # type: ignore[method-assign]
+    trainer.node.store = KuboStore("/ip4/127.0.0.1/tcp/9/http", timeout=2)  # a real, persistent fault
     trainer.tick()
     with pytest.raises(DaemonError, match="2 consecutive failures"):
         trainer.tick()
