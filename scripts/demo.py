@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deploy import DeployParams, deploy_all, write_manifest  # noqa: E402
 
-TOPICS = ["business", "entertainment", "politics", "sport", "tech"]
+from orchestrator.learning.data import TOPICS  # noqa: E402  (torch-free)
 #: anvil's well-known development mnemonic (test keys, never for real funds)
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 

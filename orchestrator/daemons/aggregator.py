@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.daemons import modelbook
@@ -163,6 +163,3 @@ class AggregatorDaemon(Daemon):
                 self.record("rejected", round=round_id, org=org, reason=reason)
         return rejected
 
-
-def with_keys(plan: RoundPlan, config: RoundConfig) -> RoundPlan:
-    return replace(plan, config=config)

@@ -28,7 +28,7 @@ from orchestrator.daemons import modelbook
 from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
 from orchestrator.daemons.base import Daemon
 from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium, send
-from orchestrator.daemons.rewards import rewards_settled
+from orchestrator.daemons.rewards import rewards_settled, round_report
 from orchestrator.daemons.relayer import RelayerDaemon, record_of, verify_batch
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.daemons.trainer import TrainerDaemon
@@ -257,7 +257,8 @@ def build_report(cons: Consortium, cfg: DemoConfig, request_id: int, before: lis
     round_rows = []
     for r in range(1, int(rounds.functions.roundCount().call()) + 1):
         info = rounds.functions.getRound(r).call()
-        rep = json.loads(cons.store.cat(bytes32_to_cid(bytes(_finalized_metrics(cons, r)))))
+        rep = round_report(rounds, cons.store, r)
+        assert rep is not None, f"round {r} is not finalized"
         round_rows.append({
             "round": r, "submissions": int(info[2]), "model_cid": bytes32_to_cid(bytes(info[4])),
             "rewards_root": "0x" + bytes(info[5]).hex(), "budget": int(info[6]), "claimed": int(info[7]),
@@ -292,12 +293,6 @@ def build_report(cons: Consortium, cfg: DemoConfig, request_id: int, before: lis
         "anchor": anchors,
         "wall_seconds": seconds,
     }
-
-
-def _finalized_metrics(cons: Consortium, round_id: int) -> bytes:
-    logs = cons.protocol.contract("Rounds").events.RoundFinalized().get_logs(
-        from_block=0, argument_filters={"roundId": round_id})
-    return bytes(logs[0]["args"]["metricsHash"])
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:

@@ -56,17 +56,19 @@ def current_inputs(node: Node, *, exclude_org: str | None = None, up_to_round: i
     return inputs
 
 
+def fetch_cached(node: Node, cid: str, encryption_key: bytes, dest: Path) -> Path:
+    """Fetch, decrypt and validate the adapter ``cid`` into ``dest`` unless it is already there."""
+    if not (dest / "adapter_config.json").exists():
+        if dest.exists():
+            shutil.rmtree(dest)  # a half-written folder from a crash
+        sealed.fetch_adapter(node.store, cid, node.address.lower(), encryption_key, dest)
+    return dest
+
+
 def fetch_inputs(node: Node, inputs: list[Input], encryption_key: bytes, cache: Path) -> dict[str, Path]:
     """Fetch, decrypt and validate every input adapter (cached by CID)."""
-    dirs: dict[str, Path] = {}
-    for item in inputs:
-        dest = cache / item.adapter_cid
-        if not (dest / "adapter_config.json").exists():
-            if dest.exists():
-                shutil.rmtree(dest)
-            sealed.fetch_adapter(node.store, item.adapter_cid, node.address.lower(), encryption_key, dest)
-        dirs[item.org] = dest
-    return dirs
+    return {item.org: fetch_cached(node, item.adapter_cid, encryption_key, cache / item.adapter_cid)
+            for item in inputs}
 
 
 def weights_of(inputs: list[Input]) -> dict[str, float]:
@@ -83,6 +85,17 @@ def merge_recipients(node: Node, aggregator_keys: dict[str, bytes]) -> dict[str,
     for org in membership.functions.members().call():
         recipients[org.lower()] = bytes(membership.functions.encryptionKeyOf(org).call())
     return dict(sorted(recipients.items()))
+
+
+def stack(inputs: list[Input], adapter_dirs: dict[str, Path], out_dir: Path) -> Path:
+    """Exact stacking merge of ``inputs`` in their (address) order, weighted by sample count."""
+    from orchestrator.learning.api import merge_adapters
+
+    weights = weights_of(inputs)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    return merge_adapters([adapter_dirs[i.org] for i in inputs], [weights[i.org] for i in inputs],
+                          out_dir, method="stack")
 
 
 @dataclass(frozen=True)
@@ -113,15 +126,12 @@ def merge_and_store(
     out_dir: Path,
 ) -> MergedModel:
     """Exact stacking merge, sealed deterministically so anyone re-deriving gets the same CID."""
-    from orchestrator.learning.api import adapter_sha256, merge_adapters
+    from orchestrator.learning.api import adapter_sha256
 
     if not inputs:
         raise DaemonError("no valid contributions left to merge")
     weights = weights_of(inputs)
-    ordered = [i.org for i in inputs]
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    folder = merge_adapters([adapter_dirs[o] for o in ordered], [weights[o] for o in ordered], out_dir, method="stack")
+    folder = stack(inputs, adapter_dirs, out_dir)
     cid = sealed.store_adapter(node.store, folder, recipients, deterministic=True)
     plain_cid = compute_cid(sealed.pack_adapter(folder))
     return MergedModel(folder, cid, plain_cid, adapter_sha256(folder), inputs, weights, sorted(recipients))

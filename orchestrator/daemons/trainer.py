@@ -13,12 +13,12 @@ never submits or claims twice.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.daemons.rewards import RewardTable
 from orchestrator.daemons.roundconfig import RoundConfig
@@ -107,12 +107,8 @@ class TrainerDaemon(Daemon):
         registry = self.node.contract("ContributionRegistry")
         if registry.functions.isRevoked(int(info["round"]), self.node.address).call():
             return None
-        folder = self.adapters_dir / f"round-{info['round']}"
-        if not (folder / "adapter_config.json").exists():
-            folder = sealed.fetch_adapter(
-                self.node.store, info["cid"], self.node.address.lower(), self.encryption_key, folder
-            )
-        return folder
+        return modelbook.fetch_cached(self.node, info["cid"], self.encryption_key,
+                                      self.adapters_dir / f"round-{info['round']}")
 
     def _latest_merged_model(self) -> Path | None:
         registry = self.node.contract("ContributionRegistry")
@@ -120,12 +116,8 @@ class TrainerDaemon(Daemon):
         if version == 0:
             return None
         model_cid = bytes32_to_cid(bytes(registry.functions.getVersion(version).call()[0]))
-        dest = self.adapters_dir / f"merged-v{version}"
-        if not (dest / "adapter_config.json").exists():
-            if dest.exists():
-                shutil.rmtree(dest)
-            sealed.fetch_adapter(self.node.store, model_cid, self.node.address.lower(), self.encryption_key, dest)
-        return dest
+        return modelbook.fetch_cached(self.node, model_cid, self.encryption_key,
+                                      self.adapters_dir / f"merged-v{version}")
 
     # -- round finalized --------------------------------------------------------------------
     def on_round_finalized(self, event: Any) -> None:

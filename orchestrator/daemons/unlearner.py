@@ -110,12 +110,7 @@ class UnlearningDaemon(Daemon):
         from orchestrator.learning.api import evaluate_perplexity
 
         config = self._latest_config()
-        before_dir = self.work / f"before-req-{request_id}"
-        from orchestrator.learning.api import merge_adapters
-
-        weights = modelbook.weights_of(before)
-        ordered = [i.org for i in before]
-        merge_adapters([dirs_before[o] for o in ordered], [weights[o] for o in ordered], before_dir, method="stack")
+        before_dir = modelbook.stack(before, dirs_before, self.work / f"before-req-{request_id}")
         perplexity: dict[str, dict[str, float]] = {}
         for member, texts in sorted(self.eval_texts.items()):
             if not texts:
