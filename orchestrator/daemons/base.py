@@ -26,6 +26,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from orchestrator import observability as obs
 from orchestrator.chain.contracts import Protocol
 from orchestrator.chain.errors import ContractRevertError
 from orchestrator.chain.scanner import Event, EventScanner
@@ -49,6 +50,7 @@ class Node:
     state_dir: Path
     confirmations: int = 0
     transactor: Transactor = field(init=False)
+    label: str = field(default="", init=False)  # the daemon acting through this node (metrics, logs)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -63,7 +65,15 @@ class Node:
         return self.protocol.contract(name)
 
     def send(self, fn: Any) -> Any:
-        return self.transactor.transact(fn)
+        started = time.perf_counter()
+        receipt = self.transactor.transact(fn)
+        seconds, who, function = time.perf_counter() - started, self.label or self.address, getattr(fn, "fn_name", "tx")
+        obs.on_transaction(who, function, receipt, seconds)
+        tx_hash = bytes(receipt["transactionHash"]).hex()
+        log.info("%s: %s mined in block %d, gas %d", who, function, receipt["blockNumber"], receipt["gasUsed"],
+                 extra=obs.fields(daemon=who, event="transaction", tx_hash="0x" + tx_hash.removeprefix("0x"),
+                                  duration=round(seconds, 4), function=function))
+        return receipt
 
 
 class Daemon:
@@ -89,9 +99,11 @@ class Daemon:
             if subscriptions
             else None
         )
+        node.label = self.name
         self.failures = 0
         self.failures_total = 0
         self.actions: list[dict[str, Any]] = []
+        self._event: Event | None = None  # the event being handled (for metrics)
 
     # -- to override ----------------------------------------------------------------------
     def subscriptions(self) -> list[tuple[Any, str]]:
@@ -105,9 +117,16 @@ class Daemon:
 
     # -- loop -----------------------------------------------------------------------------
     def record(self, action: str, **fields: Any) -> None:
+        if action == "unlearned" and self._event is not None:  # chain seconds from the request to its receipt
+            w3 = self.node.w3
+            fields["request_to_receipt"] = int(w3.eth.get_block("latest")["timestamp"]) - int(
+                w3.eth.get_block(self._event.block)["timestamp"])
         entry = {"daemon": self.name, "action": action, "time": time.time(), **fields}
         self.actions.append(entry)
-        self.log.info("%s %s", action, {k: v for k, v in fields.items()})
+        obs.on_action(self.name, action, fields)
+        self.log.info("%s: %s%s", self.name, action, "".join(f" {k}={v}" for k, v in fields.items()),
+                      extra=obs.fields(daemon=self.name, event=action, round=fields.get("round"),
+                                       org=fields.get("org"), duration=fields.get("seconds")))
 
     def tick(self) -> int:
         """Poll once and handle new events in chain order; return how many were handled.
@@ -116,27 +135,37 @@ class Daemon:
         later event before an earlier one); the scanner keeps the failed event pending, counts
         its attempts and dead-letters it after its limit. Raises DaemonError when tripped.
         """
-        events = self.scanner.poll() if self.scanner is not None else []
+        try:
+            events = self.scanner.poll() if self.scanner is not None else []
+        except Exception:
+            obs.on_poll_failed(self.name)
+            raise
+        obs.on_poll(self.name, *(self.scanner.position() if self.scanner is not None else (None, None)))
         handlers = self.handlers()
         handled = 0
         for event in events:
             handler = handlers.get(event.name)
             try:
                 if handler is not None:
+                    self._event = event
                     handler(event)
             except (OrchestratorError, OSError, ValueError) as exc:
                 dead = self.scanner.record_failure(event, exc) if self.scanner is not None else False
+                obs.on_failure(self.name, event.name, set_aside=dead)
                 self._fail(event, exc)
                 if dead:
                     continue
                 break
             if self.scanner is not None:
                 self.scanner.mark_processed(event)
+            obs.on_handled(self.name, event.name)
             self.failures = 0
             handled += 1
+        self._event = None
         try:
             self.periodic()
         except (OrchestratorError, OSError, ValueError) as exc:
+            obs.on_failure(self.name, None)
             self._fail(None, exc)
         return handled
 
@@ -150,6 +179,7 @@ class Daemon:
             self.log.error("%s: handling %s failed: %s", self.name, what, exc)
         self.record("failed", on=what, error=f"{type(exc).__name__}: {exc}")
         if self.failures >= self.max_consecutive_failures:
+            obs.on_tripped(self.name, f"{self.failures} consecutive failures; last: {exc}")
             raise DaemonError(
                 f"{self.name} stopped after {self.failures} consecutive failures; last: {exc}. "
                 "Fix the cause and restart; the daemon resumes from its persisted cursor."
@@ -157,8 +187,14 @@ class Daemon:
 
     def run_forever(self, stop: threading.Event | None = None, poll_interval: float = 0.5) -> None:
         stop = stop or threading.Event()
-        self.log.warning("%s started as %s", self.name, self.node.address)
-        while not stop.is_set():
-            handled = self.tick()
-            if not handled:
-                stop.wait(poll_interval)
+        obs.on_start(self.name, self.role)
+        self.log.info("%s started as %s", self.name, self.node.address,
+                      extra=obs.fields(daemon=self.name, event="started"))
+        try:
+            while not stop.is_set():
+                handled = self.tick()
+                if not handled:
+                    stop.wait(poll_interval)
+        finally:
+            obs.on_stop(self.name, self.role)
+            self.log.info("%s stopped", self.name, extra=obs.fields(daemon=self.name, event="stopped"))
