@@ -1,7 +1,7 @@
 """What an auditor runs on an unlearning receipt: ``python -m orchestrator audit-receipt``.
 
 Nothing of the executor's is trusted: the inputs the receipt lists are checked against the
-contracts, the removed root is rebuilt, the model is re-merged from the adapters' CIDs and
+chain's submission events and revocation views, the removed root is rebuilt, the model is re-merged from the adapters' CIDs and
 compared with the receipt's plaintext CID and tensor hash and with the sealed model on chain.
 """
 
@@ -43,11 +43,20 @@ def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: st
     removed = [(to_checksum_address(i["org"]), int(i["round"]), str(i["adapter_cid"])) for i in receipt["removed"]]
     checks: dict[str, bool] = {}
 
-    def on_chain(item: modelbook.Input) -> bool:
-        cid, samples = registry.functions.getContribution(item.round, item.org).call()[:2]
-        return bytes32_to_cid(bytes(cid)) == item.adapter_cid and int(samples) == item.num_samples
+    rounds = protocol.contract("Rounds")
+    submitted: dict[tuple[int, str], tuple[str, int]] = {}  # the latest submission per (round, org)
+    names = [e["name"] for e in rounds.abi if e.get("type") == "event"]
+    logs = [x for name in ("UpdateSubmitted", "SubmissionReplaced") if name in names
+            for x in rounds.events[name]().get_logs(from_block=protocol.manifest.first_block)]
+    for x in sorted(logs, key=lambda x: (x["blockNumber"], x["logIndex"])):
+        args = x["args"]
+        submitted[(int(args["roundId"]), to_checksum_address(args["org"]))] = (
+            bytes32_to_cid(bytes(args["adapterCid"])), int(args["numSamples"]))
 
-    checks["every input is a contribution on chain with the same CID and sample count"] = all(map(on_chain, inputs))
+    def on_chain(item: modelbook.Input) -> bool:
+        return submitted.get((item.round, item.org)) == (item.adapter_cid, item.num_samples)
+
+    checks["every input is a submission on chain with the same CID and sample count"] = all(map(on_chain, inputs))
     checks["no input is revoked"] = not any(
         registry.functions.isRevoked(i.round, i.org).call() for i in inputs)
     checks["every removed contribution is revoked on chain"] = all(

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="re-derive an unlearning receipt's model from the adapters on chain and compare",
         description=(
             "Reads the receipt of unlearning request N from the chain and IPFS, checks every listed input against "
-            "the contracts (same CID and sample count, not revoked, none of the removed ones), rebuilds the "
+            "the chain (the latest submission event of that round and org has the same CID and sample count, not "
+            "revoked, none of the removed ones), rebuilds the "
             "removed-contributions root, re-merges the remaining adapters and compares the result with the "
             "receipt's model hash and the sealed model on chain. Needs a recipient's X25519 key in $ORCH_ENC_KEY "
             "(hex) and its address in --as. Exit status 0 when every check passes."

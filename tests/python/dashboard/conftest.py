@@ -39,6 +39,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     forgotten = cons.orgs[FORGOTTEN]
     from orchestrator.daemons.consortium import send
 
+    if any(f.get("name") == "requestBond" for f in unlearning.abi):  # protocol v2: the requester's bond
+        bond = int(unlearning.functions.requestBond().call())
+        send(cons.private, forgotten.account, cons.protocol.contract("LedgerToken").functions.approve(
+            unlearning.address, bond))
     receipt = send(cons.private, forgotten.account, unlearning.functions.requestUnlearning(
         forgotten.address, SCOPE_ORG, b"\x00" * 32, b"\x01" * 32))
     request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt)[0]["args"]["requestId"])
