@@ -167,8 +167,10 @@ def build_daemon(args: argparse.Namespace) -> Any:
     from orchestrator.storage import adapters as sealed
     from orchestrator.storage import open_store
 
+    if not args.rpc_url:
+        raise ConfigError("daemon needs --rpc-url or ORCH_RPC_URL")
+    account = load_signer()  # before connecting: a missing key is the first thing to say
     w3, protocol = connect_protocol(args.rpc_url, args.manifest, what="daemon")
-    account = load_signer()
     state_dir = Path(args.state_dir) if args.state_dir else DEFAULT_STATE / f"{args.role}-{account.address[2:10].lower()}"
     state_dir.mkdir(parents=True, exist_ok=True)
     enc = encryption_key(state_dir)

@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         _chain_args(p)
         return p
 
+    p = actions.add_parser("new-key", help="create a wallet and an X25519 key into an env file (mode 0600)",
+                           description="Creates a new signing key and X25519 encryption key and writes them as "
+                                       "ORCH_PRIVATE_KEY=... and ORCH_ENC_KEY=... into OUT (mode 0600; usable as a "
+                                       "systemd EnvironmentFile or with `set -a; . OUT`). Prints only the address.")
+    p.add_argument("--out", required=True, type=Path, help="env file to create (refused if it exists)")
+    p.set_defaults(func=_new_key)
+
     p = action("stake", "stake LLS (default: what is missing to the minimum stake)")
     p.add_argument("amount", nargs="?", default=None, help="LLS to stake, e.g. 100 or 12.5")
     p.set_defaults(func=_stake)
@@ -73,6 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="a daemon state folder whose set-aside events to list (repeatable; default: every folder "
                          "under $ORCH_CACHE_DIR/daemons)")
     st.add_argument("--json", action="store_true", help="print JSON instead of text")
+    st.add_argument("--wait-round", type=int, default=None, metavar="N",
+                    help="first wait until round N is finalized or cancelled (exit 1 at --timeout)")
+    st.add_argument("--wait-request", type=int, default=None, metavar="N",
+                    help="first wait until unlearning request N is settled (exit 1 at --timeout)")
+    st.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
     st.set_defaults(func=_status)
 
 
@@ -97,6 +109,24 @@ def _enc_key(args: argparse.Namespace, address: str) -> bytes:
         raise ConfigError(f"no X25519 key: set ORCH_ENC_KEY or give --state-dir holding x25519.key (looked in {folder})")
     folder.mkdir(parents=True, exist_ok=True)
     return encryption_key(folder)
+
+
+def _new_key(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from orchestrator.storage import adapters as sealed
+
+    account = Account.create()
+    enc_private, _ = sealed.generate_keypair()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{args.out} exists; a key file is never overwritten (choose another --out)") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"ORCH_PRIVATE_KEY=0x{bytes(account.key).hex()}\nORCH_ENC_KEY={enc_private.hex()}\n")
+    print(account.address)
+    return 0
 
 
 def _stake(args: argparse.Namespace) -> int:
@@ -174,6 +204,10 @@ def _status(args: argparse.Namespace) -> int:
     from orchestrator.ops.status import collect, render
 
     w3, protocol = connect_protocol(args.rpc_url, args.manifest, what="status")
+    if args.wait_round is not None or args.wait_request is not None:
+        from orchestrator.ops.status import wait_until_settled
+
+        print(wait_until_settled(protocol, args.wait_round, args.wait_request, args.timeout))
     dirs = [Path(d) for d in args.state_dir] if args.state_dir else (
         sorted(p for p in DEFAULT_STATE.iterdir() if p.is_dir()) if DEFAULT_STATE.is_dir() else [])
     report = collect(w3, protocol, dirs)

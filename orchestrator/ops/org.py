@@ -100,15 +100,19 @@ def claim(node: Node, round_id: int) -> int:
     return amount
 
 
+def submissions_of(node: Node, org: str) -> dict[int, dict[str, Any]]:
+    """round -> the org's latest UpdateSubmitted args (works on Protocol v1 and v2 alike)."""
+    rounds = node.contract("Rounds")
+    logs = rounds.events.UpdateSubmitted().get_logs(from_block=node.protocol.manifest.first_block,
+                                                    argument_filters={"org": org})
+    return {int(log["args"]["roundId"]): dict(log["args"]) for log in logs}
+
+
 def claimable_rounds(node: Node) -> list[int]:
     """Finalized rounds this org submitted to and has not claimed."""
     rounds = node.contract("Rounds")
-    out = []
-    for round_id in sorted(int(r) for r in rounds.functions.contributionsOf(node.address).call()):
-        if named(rounds, "getRound", round_id)["state"] == 3 and not rounds.functions.hasClaimed(
-                round_id, node.address).call():
-            out.append(round_id)
-    return out
+    return [r for r in sorted(submissions_of(node, node.address))
+            if named(rounds, "getRound", r)["state"] == 3 and not rounds.functions.hasClaimed(r, node.address).call()]
 
 
 def request_unlearning(node: Node, scope: str, target: int = 0, reason: str = "") -> int:

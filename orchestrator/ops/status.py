@@ -15,7 +15,8 @@ from web3 import Web3
 from orchestrator.ops.context import named
 
 ROUND_STATES = {0: "none", 1: "open", 2: "closed", 3: "finalized", 4: "cancelled"}
-REQUEST_STATES = {0: "none", 1: "requested", 2: "acknowledged", 3: "completed", 4: "slashed"}
+REQUEST_STATES = {0: "none", 1: "requested", 2: "acknowledged", 3: "completed", 4: "slashed", 5: "closed", 6: "voided",
+                  7: "expired"}
 SCOPE_NAMES = {0: "org", 1: "round", 2: "samples"}
 TOKEN = 10**18
 
@@ -107,3 +108,28 @@ def render(s: dict[str, Any]) -> str:
     lines.append("set-aside events:" if s["set_aside"] else "set-aside events: none")
     lines += [f"  {d['state']}: {d['id']} {d['event']} (block {d['block']}): {d['error']}" for d in s["set_aside"]]
     return "\n".join(lines)
+
+
+def wait_until_settled(protocol: Any, round_id: int | None, request_id: int | None, timeout: float,
+                       poll: float = 2.0) -> str:
+    """Block until round ``round_id`` is finalized/cancelled and request ``request_id`` settled."""
+    import time
+
+    from orchestrator.errors import DaemonError
+
+    rounds, unlearning = protocol.contract("Rounds"), protocol.contract("Unlearning")
+    deadline = time.monotonic() + timeout
+    while True:
+        round_state = ROUND_STATES.get(int(named(rounds, "getRound", round_id)["state"])) if round_id else None
+        request_state = None
+        if request_id and request_id <= int(unlearning.functions.requestCount().call()):
+            request_state = REQUEST_STATES.get(int(named(unlearning, "getRequest", request_id)["state"]), "settled")
+        round_done = round_id is None or round_state in ("finalized", "cancelled")
+        request_done = request_id is None or request_state not in (None, "none", "requested", "acknowledged")
+        if round_done and request_done:
+            return "; ".join(x for x in (round_id and f"round {round_id} {round_state}",
+                                         request_id and f"request {request_id} {request_state}") if x)
+        if time.monotonic() > deadline:
+            raise DaemonError(f"timed out after {timeout:.0f}s: round {round_id} is {round_state}, "
+                              f"request {request_id} is {request_state}; see the daemons' logs and `status`")
+        time.sleep(poll)

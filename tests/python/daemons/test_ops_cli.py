@@ -146,3 +146,21 @@ def test_ipfs_get_refuses_to_overwrite_and_verify_repair_readd_and_gc_recover_a_
     assert main([*ipfs, "verify", "--repair"]) == 0 and not block.exists()
     assert store.add_bytes(content) == cid  # re-adding writes the block again
     assert main([*ipfs, "verify", cid]) == 0 and store.cat(cid) == content
+
+
+def test_the_systemd_units_run_valid_daemon_command_lines() -> None:
+    import shlex
+
+    from orchestrator.cli import build_parser
+
+    units = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
+    assert {u.name for u in units} >= {"ledgerlora-trainer@.service", "ledgerlora-aggregator.service",
+                                       "ledgerlora-unlearner.service", "ledgerlora-relayer.service"}
+    for unit in units:
+        text = unit.read_text()
+        assert "Restart=on-failure" in text and "EnvironmentFile=" in text and "PRIVATE_KEY=0x" not in text.replace(
+            "ORCH_PRIVATE_KEY=0x...", "")
+        (line,) = [x for x in text.splitlines() if x.startswith("ExecStart=")]
+        argv = shlex.split(line.removeprefix("ExecStart=").replace("%i", "sport"))[1:]
+        args = build_parser(argv).parse_args(argv)
+        assert args.command == "daemon" and args.action == "run" and args.state_dir and args.manifest, unit.name

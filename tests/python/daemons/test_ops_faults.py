@@ -23,7 +23,10 @@ from orchestrator.cli import main
 from orchestrator.daemons.consortium import Identity, send
 from orchestrator.daemons.demo import DemoConfig, Setup, build_setup
 from orchestrator.daemons.trainer import TrainerDaemon
+from orchestrator.errors import ConfigError
 from orchestrator.ops import org
+from orchestrator.ops.status import collect, render
+from orchestrator.storage.cid import bytes32_to_cid
 from orchestrator.storage.codec import parse_cid
 
 ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED = 1, 2, 3
@@ -101,7 +104,7 @@ def test_a_set_aside_event_is_listed_and_requeued_by_command_after_the_cause_is_
 
 
 def test_a_storage_fault_on_the_aggregator_side_never_rejects_the_submitter(
-        setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+        setup: Setup, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     cons = setup.consortium
     rounds = cons.protocol.contract("Rounds")
     agg = setup.aggregator
@@ -117,10 +120,7 @@ def test_a_storage_fault_on_the_aggregator_side_never_rejects_the_submitter(
     assert waiting and politics in waiting[-1] and "(politics)" in waiting[-1]
 
     business = cons.orgs["business"].address
-    cid = org.named(rounds, "getSubmission", 1, business)["adapterCid"]
-    from orchestrator.storage.cid import bytes32_to_cid
-
-    cid = bytes32_to_cid(bytes(cid))
+    cid = bytes32_to_cid(bytes(org.submissions_of(agg.node, business)[1]["adapterCid"]))
     blob = cons.store.cat(cid)
     block = cons.store._block_path(parse_cid(cid).digest)
     block.write_bytes(b"\x00" + block.read_bytes()[1:])  # bit rot in the aggregator's own store
@@ -138,6 +138,22 @@ def test_a_storage_fault_on_the_aggregator_side_never_rejects_the_submitter(
     assert rounds.functions.getRound(1).call()[0] == ROUND_FINALIZED
     finalized = next(a for a in agg.actions if a["action"] == "finalized")
     assert finalized["rejected"] == []
+
+    # The everyday commands on the finalized round: claim by hand, decrypt the model, status.
+    report, _ = org.finalized_report(agg.node, 1)
+    paid = {row["org"] for row in report["rewards"] if int(row["amount"]) > 0}
+    trainer = next(t for t in setup.trainers.values() if t.node.address in paid)
+    assert org.claimable_rounds(trainer.node) == [1]
+    assert org.claim(trainer.node, 1) > 0 and rounds.functions.hasClaimed(1, trainer.node.address).call()
+    assert org.claim(trainer.node, 1) == 0 and org.claimable_rounds(trainer.node) == []
+    folder = org.decrypt_adapter(cons.store, finalized["model_cid"], business, cons.orgs["business"].enc_private,
+                                 tmp_path / "model")
+    assert (folder / "adapter_config.json").is_file()
+    with pytest.raises(ConfigError, match="--force"):
+        org.decrypt_adapter(cons.store, finalized["model_cid"], business, cons.orgs["business"].enc_private, folder)
+    snapshot = collect(cons.private, cons.protocol, [])
+    assert snapshot["rounds"][0]["state"] == "finalized" and snapshot["model"]["cid"] == finalized["model_cid"]
+    assert "latest model: version 1 " + finalized["model_cid"] in render(snapshot)
 
 
 def _deploy(w3, deployer) -> Protocol:  # type: ignore[no-untyped-def]
