@@ -24,6 +24,7 @@ from orchestrator.daemons.rewards import RewardTable
 from orchestrator.daemons.unlearner import removed_leaf
 from orchestrator.indexer import IndexedEvent, Indexer
 from orchestrator.merkle import MerkleTree, reward_leaf, verify
+from orchestrator.redact import redact_url
 from orchestrator.storage.base import Store
 from orchestrator.storage.cid import bytes32_to_cid
 
@@ -71,7 +72,7 @@ class ChainView:
         self.indexer = indexer
         self.store = store
         self.anchor = anchor if anchor is not None and ANCHOR_CONTRACT in anchor else None
-        self.rpc_url = rpc_url
+        self.rpc_url = redact_url(rpc_url)  # shown on the page: never a credential in it
         self.manifest_path = manifest_path
         self._cache = Cache()
         self.chain_id = indexer.chain_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from orchestrator.chain.contracts import Protocol
+from orchestrator.chain.errors import StateMismatchError
 from orchestrator.dashboard.app import create_app
 from orchestrator.dashboard.data import ChainView
 from orchestrator.indexer import Indexer
@@ -22,11 +24,25 @@ log = logging.getLogger(__name__)
 
 def build_view(protocol: Protocol, state_dir: Path, store: Store | None = None, anchor: Protocol | None = None,
                *, rpc_url: str = "RPC_URL", manifest_path: str = "MANIFEST", confirmations: int = 0) -> ChainView:
-    """Index ``protocol`` (and ``anchor``) into ``state_dir/index.sqlite`` and wrap it in a view."""
-    indexer = Indexer(protocol, Path(state_dir) / f"index-{int(protocol.w3.eth.chain_id)}.sqlite", anchor=anchor,
-                      confirmations=confirmations)
+    """Index ``protocol`` (and ``anchor``) into ``state_dir/index-<chainid>.sqlite``; wrap it in a view.
+
+    The index is derived data: when it belongs to another deployment (a chain reset or a
+    redeploy with the same chain id) it is set aside as ``*.stale`` and built again.
+    """
+    path = Path(state_dir) / f"index-{int(protocol.w3.eth.chain_id)}.sqlite"
+    indexer = Indexer(protocol, path, anchor=anchor, confirmations=confirmations)
     started = time.perf_counter()
-    indexed = indexer.sync()
+    try:
+        indexed = indexer.sync()
+    except StateMismatchError as exc:
+        indexer.close()
+        log.warning("dashboard: %s; rebuilding the index", exc)
+        for suffix in ("", "-wal", "-shm"):
+            old = path.with_name(path.name + suffix)
+            if old.exists():
+                old.replace(old.with_name(old.name + ".stale"))
+        indexer = Indexer(protocol, path, anchor=anchor, confirmations=confirmations)
+        indexed = indexer.sync()
     log.info("indexed %d events in %.1f s", indexed, time.perf_counter() - started)
     return ChainView(protocol, indexer, store, anchor, rpc_url=rpc_url, manifest_path=manifest_path)
 
@@ -120,5 +136,9 @@ def serve(view: ChainView, host: str = "127.0.0.1", port: int = 8700) -> None:
 
 
 def serve_consortium(consortium: Any, state_dir: Path, port: int = 8700, host: str = "127.0.0.1") -> None:
-    """``demo --serve``: the dashboard of the demo's in-process chains until Ctrl-C."""
+    """``demo --serve``: the dashboard of the demo's in-process chains until Ctrl-C.
+
+    The demo's chains live in memory and are new every run, so the index starts empty too.
+    """
+    shutil.rmtree(state_dir, ignore_errors=True)
     serve(view_of_consortium(consortium, state_dir), host, port)

@@ -140,17 +140,19 @@ class Indexer:
         if anchor is not None and same_chain:  # the anchor lives on the private chain itself
             subs.append((anchor.contract(ANCHOR_CONTRACT), "RootAnchored"))
 
-        def scanner(w3: Web3, chain: int, contract_events: list[Any], start: int, name: str) -> EventScanner:
+        def scanner(w3: Web3, chain: int, contract_events: list[Any], start: int, name: str,
+                    deployment: Protocol) -> EventScanner:
             return _IndexScanner(w3, contract_events, self.db_path, name, confirmations, chunk_size, reorg_depth,
-                                 start_block=start, on_rewind=lambda block: self._rewind(chain, block))
+                                 start_block=start, on_rewind=lambda block: self._rewind(chain, block),
+                                 deployment={n: r.address for n, r in deployment.manifest.contracts.items()})
 
         self.scanners: list[tuple[Web3, int, EventScanner]] = [(protocol.w3, self.chain_id, scanner(
             protocol.w3, self.chain_id, subs, protocol.manifest.first_block,
-            f"index-{self.chain_id}" + ("-with-anchor" if same_chain else "")))]
+            f"index-{self.chain_id}" + ("-with-anchor" if same_chain else ""), protocol))]
         if anchor is not None and self.anchor_chain_id is not None and not same_chain:
             self.scanners.append((anchor.w3, self.anchor_chain_id, scanner(
                 anchor.w3, self.anchor_chain_id, [(anchor.contract(ANCHOR_CONTRACT), "RootAnchored")],
-                anchor.manifest.first_block, f"index-{self.anchor_chain_id}-anchor")))
+                anchor.manifest.first_block, f"index-{self.anchor_chain_id}-anchor", anchor)))
         self.last_sync: float | None = None
         self.last_error: str | None = None
 
