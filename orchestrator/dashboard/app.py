@@ -117,7 +117,7 @@ def create_app(view: ChainView, *, title: str = "LedgerLoRA consortium") -> Fast
     @pages.get("/", response_class=HTMLResponse)
     def overview(request: Request) -> HTMLResponse:
         data = view.overview()
-        return page(request, "overview.html", "overview", o=data, chart=charts.rounds_chart(data["rounds"]))
+        return page(request, "overview.html", "overview", o=data, chart=charts.rounds_chart(data["rounds"][-50:]))
 
     @pages.get("/members", response_class=HTMLResponse)
     def members(request: Request) -> HTMLResponse:
@@ -126,7 +126,7 @@ def create_app(view: ChainView, *, title: str = "LedgerLoRA consortium") -> Fast
     @pages.get("/rounds", response_class=HTMLResponse)
     def rounds(request: Request) -> HTMLResponse:
         data = view.rounds()
-        return page(request, "rounds.html", "rounds", rounds=data, chart=charts.rounds_chart(data))
+        return page(request, "rounds.html", "rounds", rounds=data[::-1], chart=charts.rounds_chart(data[-200:]))
 
     @pages.get("/rounds/{round_id}", response_class=HTMLResponse)
     def one_round(request: Request, round_id: int) -> HTMLResponse:

@@ -152,21 +152,24 @@ class ChainView:
             rejected[int(e["roundId"])] = rejected.get(int(e["roundId"]), 0) + 1
         finalized = {int(e["roundId"]): e for e in self.indexer.events("RoundFinalized")}
         cancelled = {int(e["roundId"]) for e in self.indexer.events("RoundCancelled")}
+        closed = {int(e["roundId"]) for e in self.indexer.events("RoundClosed")}
         claimed: dict[int, int] = {}
         for e in self.indexer.events("RewardClaimed"):
             claimed[int(e["roundId"])] = claimed.get(int(e["roundId"]), 0) + int(e["amount"])
         out = []
-        for rid in sorted(opened):
+        for rid in sorted(opened):  # from the index alone: no call per round, however many there are
             ev = opened[rid]
-            info = self.c("Rounds").getRound(rid).call()
             fin = finalized.get(rid)
             report = self.document(cid_of(fin["metricsHash"])) if fin else None
+            state = ("finalized" if fin else "cancelled" if rid in cancelled else "closed" if rid in closed
+                     else "open")
             out.append({
                 "id": rid,
-                "state": ROUND_STATES.get(int(info[0]), f"state {int(info[0])}"),
+                "state": state,
                 "opened_at": ev.timestamp,
                 "deadline": int(ev["deadline"]),
-                "budget": int(ev["rewardBudget"]),
+                # v2 finalizes with the rewards total (the rest returns to the pool): getRound's budget.
+                "budget": int(fin["rewardsTotal"]) if fin and "rewardsTotal" in fin.args else int(ev["rewardBudget"]),
                 "max_samples": ev.get("maxSamples"),
                 "cancelled": rid in cancelled,
                 "submissions": subs.get(rid, 0),
@@ -183,9 +186,7 @@ class ChainView:
         registry = self.c("ContributionRegistry")
         latest = int(registry.latestVersion().call())
         model_cid = cid_of(bytes(registry.getVersion(latest).call()[0])) if latest else None
-        requests = self.indexer.events("UnlearningRequested")
-        states = {int(e["requestId"]): int(self.c("Unlearning").getRequest(int(e["requestId"])).call()[2])
-                  for e in requests}
+        states = self.request_states()
         rounds = self.rounds()
         return {
             "rounds": rounds,
@@ -198,12 +199,25 @@ class ChainView:
             "total_staked": int(self.c("Staking").totalStaked().call()),
             "member_count": int(self.c("Membership").memberCount().call()),
             "round_count": int(self.c("Rounds").roundCount().call()),
-            "requests_open": sum(1 for s in states.values() if s in (1, 2)),
+            "requests_open": sum(1 for s in states.values() if s in ("requested", "acknowledged")),
             "requests_total": len(states),
             "indexed_events": self.indexer.count(),
             "head": self.head(),
             "chain_id": self.chain_id,
         }
+
+    def request_states(self) -> dict[int, str]:
+        """Every request's state from the index (v2's ``RequestSettled`` names the final one)."""
+        states = {int(e["requestId"]): "requested" for e in self.indexer.events("UnlearningRequested")}
+        steps = {"UnlearningAcknowledged": "acknowledged", "UnlearningCompleted": "completed",
+                 "AggregatorSlashed": "slashed", "RequestVoided": "voided"}
+        for e in self.indexer.events((*steps, "RequestSettled")):
+            rid = int(e["requestId"])
+            if e.name == "RequestSettled":
+                states[rid] = REQUEST_STATES.get(int(e["state"]), f"state {int(e['state'])}")
+            elif states.get(rid) in ("requested", "acknowledged"):
+                states[rid] = steps[e.name]
+        return states
 
     # -- members ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from web3 import Web3
 
+from orchestrator import observability as obs
 from orchestrator.chain.contracts import ANCHOR_CONTRACT, Protocol
 from orchestrator.chain.scanner import Event, EventScanner
 from orchestrator.daemons.relayer import ANCHORED_CONTRACTS
@@ -193,6 +194,7 @@ class Indexer:
             try:
                 for w3, chain, scanner in self.scanners:
                     events = scanner.poll()
+                    obs.on_poll(scanner.name, *scanner.position())  # lag gauge and readiness
                     if not events:
                         continue
                     self._db.execute("BEGIN IMMEDIATE")
