@@ -93,6 +93,8 @@ def test_a_set_aside_event_is_listed_and_requeued_by_command_after_the_cause_is_
     listing = capsys.readouterr().out
     assert "Rounds.RoundOpened" in listing and "RoundsNotMember" in listing and "1 set-aside event(s)" in listing
     ident = listing.split()[0]
+    (shown,) = collect(cons.private, cons.protocol, [trainer.node.state_dir])["set_aside"]  # `status` shows it too
+    assert shown["id"] == ident and shown["event"] == "Rounds.RoundOpened"
     send(cons.private, cons.governor.account, cons.protocol.contract("LedgerToken").functions.transfer(
         newcomer.address, cons.protocol.contract("Membership").functions.minStake().call()))
     assert org.ensure_member(trainer.node, newcomer.enc_public, "sport")  # the operator fixes the cause
