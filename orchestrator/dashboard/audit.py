@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -22,6 +21,16 @@ from orchestrator.merkle import MerkleTree
 from orchestrator.storage import adapters as sealed
 from orchestrator.storage.base import Store
 from orchestrator.storage.cid import bytes32_to_cid, compute_cid
+
+
+class _ReadOnlyNode:
+    """What fetching adapters needs of a daemon's Node, without a wallet: the auditor signs nothing."""
+
+    def __init__(self, protocol: Protocol, store: Store, address: str) -> None:
+        self.protocol, self.store, self.address, self.w3 = protocol, store, address, protocol.w3
+
+    def contract(self, name: str) -> Any:
+        return self.protocol.contract(name)
 
 
 def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: str, enc_key: bytes,
@@ -53,8 +62,12 @@ def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: st
         submitted[(int(args["roundId"]), to_checksum_address(args["org"]))] = (
             bytes32_to_cid(bytes(args["adapterCid"])), int(args["numSamples"]))
 
+    has_cap = any(f.get("name") == "roundTerms" for f in rounds.abi)  # v2: counts clipped to the round's cap
+
     def on_chain(item: modelbook.Input) -> bool:
-        return submitted.get((item.round, item.org)) == (item.adapter_cid, item.num_samples)
+        cid, samples = submitted.get((item.round, item.org), ("", -1))
+        cap = int(rounds.functions.roundTerms(item.round).call()[0]) if has_cap else 0
+        return cid == item.adapter_cid and (min(samples, cap) if cap > 0 else samples) == item.num_samples
 
     checks["every input is a submission on chain with the same CID and sample count"] = all(map(on_chain, inputs))
     checks["no input is revoked"] = not any(
@@ -66,7 +79,7 @@ def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: st
     checks["the removed root on chain is the root of the receipt's removed list"] = bool(removed) and (
         MerkleTree.build([removed_leaf(o, r, c) for o, r, c in removed]).root == bytes(done["removedRoot"]))
 
-    node = SimpleNamespace(store=store, address=to_checksum_address(auditor))
+    node = _ReadOnlyNode(protocol, store, to_checksum_address(auditor))
     dirs = modelbook.fetch_inputs(node, inputs, enc_key, work / "inputs")  # type: ignore[arg-type]
     merged = modelbook.stack(inputs, dirs, work / "merged")
     plain = sealed.pack_adapter(merged)
