@@ -12,6 +12,7 @@ from orchestrator.errors import ConfigError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from orchestrator.split.runner import RUN_MODES, SplitTrainConfig
+    from orchestrator.split.server import SERVER_LORA, SYNC_MODES
 
     d = SplitTrainConfig()
     p = subparsers.add_parser(
@@ -59,6 +60,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds before a silent client is dropped (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads per process")
+    p.add_argument(
+        "--sync",
+        choices=SYNC_MODES,
+        default=d.sync,
+        help="hierarchical: what replicas keep in step: grads = all-reduce the LoRA gradient "
+        "every step (trains what one batched server would), adam = average weights and Adam "
+        "moments every M steps, weights = average weights every M steps (default %(default)s)",
+    )
+    p.add_argument(
+        "--server-lora",
+        choices=SERVER_LORA,
+        default=d.server_lora,
+        help="shared = one server LoRA for all clients; per-client = one per client, so "
+        "forgetting a client is an exact re-merge (costs server memory; default %(default)s)",
+    )
+    p.add_argument(
+        "--device", default=d.device, help="torch device of every process (cpu, cuda, cuda:1)"
+    )
+    p.add_argument(
+        "--exclude",
+        type=int,
+        nargs="*",
+        default=list(d.exclude),
+        help="client indices left out; the others keep their ids and data (a run without them)",
+    )
+    p.add_argument(
+        "--adapters-dir",
+        default=None,
+        help="write each client's full-model LoRA adapter (own blocks + its server LoRA) here",
+    )
     p.add_argument(
         "--no-baseline", action="store_false", dest="baseline", help="skip centralised training"
     )
