@@ -133,33 +133,41 @@ class SplitTrainConfig:
 Batch = tuple[torch.Tensor, torch.Tensor]  # (input_ids, attention_mask), right-padded
 
 
-def client_batches(
-    model_dir: str | Path, clients: int, steps: int, batch_size: int, seq_len: int, seed: int
-) -> list[list[Batch]]:
-    """Per client, ``steps`` batches from its own org's training texts (BBC topic i mod 5).
+def client_texts(
+    clients: int, steps: int, batch_size: int, seq_len: int, seed: int
+) -> list[list[str]]:
+    """Per client, the ``steps * batch_size`` texts it trains on (its org's BBC topic i mod 5).
 
     Clients beyond the fifth share a topic but take disjoint shards of it, so no two clients
-    ever hold the same text. Articles shorter than ``seq_len`` tokens stay short (padding), so
-    client-batching really pads and masks.
+    ever hold the same text. Texts are article prefixes of 1/4 .. 4/4 of ~4*seq_len characters:
+    lengths vary, so client-batching really pads and masks.
     """
-    from transformers import AutoTokenizer
-
     from orchestrator.learning.data import TOPICS, load_org_data
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "right"
     per_topic = math.ceil(clients / len(TOPICS))
     need = steps * batch_size
-    out: list[list[Batch]] = []
+    out: list[list[str]] = []
     for i in range(clients):
         topic, shard = TOPICS[i % len(TOPICS)], i // len(TOPICS)
         texts = load_org_data(topic, seed=seed, num_canaries=0).train[shard::per_topic]
         if not texts:
             raise SplitError(f"client {i}: topic {topic!r} shard {shard} has no texts")
-        # prefixes of 1/4 .. 4/4 of ~4*seq_len characters: lengths vary, so batches pad and mask
-        samples = [texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)]
+        out.append([texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)])
+    return out
+
+
+def client_batches(
+    model_dir: str | Path, clients: int, steps: int, batch_size: int, seq_len: int, seed: int
+) -> list[list[Batch]]:
+    """Per client, ``steps`` tokenized, right-padded batches of :func:`client_texts`."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    out: list[list[Batch]] = []
+    for samples in client_texts(clients, steps, batch_size, seq_len, seed):
         batches: list[Batch] = []
         for s in range(steps):
             enc = tok(
