@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[str] = [
     "orchestrator.learning.cli",
     "orchestrator.split.cli",
     "orchestrator.daemons.cli",
+    "orchestrator.agents.cli",
 ]
 #: Which module owns which command, so that `cid` does not pay for importing torch.
 _OWNER: dict[str, str] = {
@@ -31,6 +32,8 @@ _OWNER: dict[str, str] = {
     "demo": "orchestrator.daemons.cli",
     "daemon": "orchestrator.daemons.cli",
     "deploy": "orchestrator.daemons.cli",
+    "incentives": "orchestrator.agents.cli",
+    "incentives-calibrate": "orchestrator.agents.cli",
 }
 
 
