@@ -32,10 +32,9 @@ from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 ROUND_NONE, ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED = 0, 1, 2, 3
 
 #: Fetch failures attributable to the submitter: these (and only these) reject on chain.
+#: (A sealed header bound to another org or round is a DecryptionError subclass.)
 SUBMITTER_FAULTS: tuple[type[StorageError], ...] = (
-    serr.DecryptionError, serr.AdapterValidationError, serr.InvalidCidError, serr.PayloadTooLargeError,
-    *(c for c in [getattr(serr, "HeaderBindingError", None)] if c is not None),
-)
+    serr.DecryptionError, serr.AdapterValidationError, serr.InvalidCidError, serr.PayloadTooLargeError)
 
 
 def _local_fault(node: Node, cid: str | None, exc: StorageError) -> RetryLater:
