@@ -33,6 +33,8 @@ _OWNER: dict[str, str] = {
     "demo": "orchestrator.daemons.cli",
     "daemon": "orchestrator.daemons.cli",
     "deploy": "orchestrator.daemons.cli",
+    "incentives": "orchestrator.agents.cli",
+    "incentives-calibrate": "orchestrator.agents.cli",
     "org": "orchestrator.ops.cli",
     "status": "orchestrator.ops.cli",
     "dashboard": "orchestrator.dashboard.cli",
@@ -51,6 +53,8 @@ _SUMMARY: dict[str, str] = {
     "status": "the consortium at a glance: rounds, members, submissions, deadlines, unlearning, model",
     "dashboard": "read-only web dashboard: rounds, members, lineage, unlearning, anchors (Prometheus metrics too)",
     "audit-receipt": "re-derive an unlearning receipt's model from the adapters on chain and compare",
+    "incentives": "economic simulation: Q-learning orgs paid by exact Shapley values",
+    "incentives-calibrate": "fit the incentives surrogate from real training runs",
 }
 
 
