@@ -138,8 +138,8 @@ def lineage_graph(versions: Sequence[dict[str, Any]]) -> Markup:
         return _svg(640, 60, ['<text x="10" y="35" class="muted">no model versions yet</text>'], "no versions")
     gap, node_w, node_h = 120, 96, 44
     width = max(640, 40 + gap * len(versions))
-    height = 150
-    pos = {v["id"]: (30 + gap * i, 60 if v["kind"] == "round" else 20 + node_h + 40) for i, v in enumerate(versions)}
+    height = 140
+    pos = {v["id"]: (30 + gap * i, 12 if v["kind"] == "round" else 12 + node_h + 40) for i, v in enumerate(versions)}
     pos[0] = (-10000, 0)  # version 0 (the base model) is not drawn as a node
     body = ['<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>']

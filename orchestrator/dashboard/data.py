@@ -442,8 +442,8 @@ class ChainView:
         return rows
 
     def rederive_command(self, request_id: int) -> str:
-        return (f"python -m orchestrator audit-receipt --rpc-url {self.rpc_url} --manifest {self.manifest_path} "
-                f"--request {request_id}")
+        return (f"ORCH_ENC_KEY=<your X25519 key, hex> python -m orchestrator audit-receipt --rpc-url {self.rpc_url} "
+                f"--manifest {self.manifest_path} --request {request_id} --as <your address>")
 
     # -- anchors ------------------------------------------------------------------------------
 
