@@ -1,7 +1,12 @@
 """Aggregator daemon: opens rounds, closes them, merges, scores, rewards and finalizes.
 
 On ``RoundClosed`` it fetches every submission, verifies it (CID, decryption, validation) and
-rejects a bad one on chain (``rejectSubmission``) without failing the round; merges each
+rejects a bad one on chain (``rejectSubmission``) without failing the round. Only a failure the
+submitter caused (:data:`SUBMITTER_FAULTS`: the blob does not open for the aggregator, the
+adapter breaks the rules, the CID is malformed or the payload oversized) rejects; a fault of the
+aggregator's own storage (corrupt or missing block, unreachable Kubo node) drops the damaged
+blocks so they can be fetched again and defers the event with backoff (:class:`RetryLater`):
+the round stays closed and pending until the content is readable again. It then merges each
 member's latest valid adapter by exact stacking; scores this round's contributions by
 leave-one-out on its public validation set; turns scores into rewards and a Merkle root;
 stores the merged model and a round report; ``finalizeRound``. The report's CID is the
@@ -17,13 +22,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.daemons import modelbook
-from orchestrator.daemons.base import Daemon, Handler, Node
+from orchestrator.daemons.base import Daemon, Handler, Node, RetryLater
 from orchestrator.daemons.rewards import allocate, build_table
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.errors import StorageError
+from orchestrator.storage import errors as serr
 from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 
 ROUND_NONE, ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED = 0, 1, 2, 3
+
+#: Fetch failures attributable to the submitter: these (and only these) reject on chain.
+#: (A sealed header bound to another org or round is a DecryptionError subclass.)
+SUBMITTER_FAULTS: tuple[type[StorageError], ...] = (
+    serr.DecryptionError, serr.AdapterValidationError, serr.InvalidCidError, serr.PayloadTooLargeError)
+
+
+def _local_fault(node: Node, cid: str | None, exc: StorageError) -> RetryLater:
+    """A storage fault on our side: drop damaged blocks (re-fetched next time), retry later."""
+    repair = getattr(node.store, "verify", None)
+    if isinstance(exc, serr.CorruptBlockError) and repair is not None:
+        repair(cid, repair=True)
+    return RetryLater(f"local storage fault reading {cid or 'the inputs'} ({type(exc).__name__}: {exc}); not the "
+                      "submitter's fault, retrying")
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,8 @@ class RoundPlan:
     duration_s: int = 3600
     reward_budget: int = 1000 * 10**18
     config: RoundConfig | None = None
+    min_members: int = 1  # no round opens with fewer members
+    status_every_s: float = 60.0  # how often an open round logs whom it is waiting for
 
 
 class AggregatorDaemon(Daemon):
@@ -53,6 +75,7 @@ class AggregatorDaemon(Daemon):
         self.val_texts = val_texts
         super().__init__(node, name or "aggregator")
         self.work = node.state_dir / "aggregator"
+        self._last_status = float("-inf")
 
     def subscriptions(self) -> list[tuple[Any, str]]:
         rounds = self.node.contract("Rounds")
@@ -69,14 +92,38 @@ class AggregatorDaemon(Daemon):
             state, deadline, num_submissions = rounds.functions.getRound(count).call()[:3]
         else:
             state, deadline, num_submissions = ROUND_FINALIZED, 0, 0
+        members = int(self.node.contract("Membership").functions.memberCount().call())
         if state == ROUND_OPEN:
-            members = int(self.node.contract("Membership").functions.memberCount().call())
             now = self.node.w3.eth.get_block("latest")["timestamp"]
             if num_submissions >= members or now >= deadline:
                 self.node.send(rounds.functions.closeRound(count))
                 self.record("closed", round=count, submissions=num_submissions, members=members)
+            elif self._status_due():
+                self._log_waiting(count, int(deadline) - int(now))
         elif state == ROUND_FINALIZED and count < self.plan.rounds and self.plan.config is not None:
-            self.open_round()
+            if members >= self.plan.min_members:
+                self.open_round()
+            elif self._status_due():
+                self.log.warning("%s: waiting for members before opening a round: %d of at least %d have joined",
+                                 self.name, members, self.plan.min_members)
+
+    def _status_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_status < self.plan.status_every_s:
+            return False
+        self._last_status = now
+        return True
+
+    def _log_waiting(self, round_id: int, seconds_left: int) -> None:
+        rounds = self.node.contract("Rounds")
+        membership = self.node.contract("Membership")
+        members = list(membership.functions.members().call())
+        missing = [m for m in members if not rounds.functions.hasSubmitted(round_id, m).call()]
+        names = ", ".join(f"{m} ({membership.functions.metadataOf(m).call().rsplit('/', 1)[-1] or '?'})"
+                          for m in missing)
+        self.log.warning("%s: round %d waiting for %d of %d: %s; closes at the deadline in %ds",
+                         self.name, round_id, len(missing), len(members), names, max(0, seconds_left))
+        self.record("waiting", round=round_id, missing=missing, members=len(members), seconds_left=seconds_left)
 
     def open_round(self) -> int:
         assert self.plan.config is not None
@@ -100,7 +147,10 @@ class AggregatorDaemon(Daemon):
         started = time.perf_counter()
         rejected = self._verify_submissions(round_id)
         inputs = modelbook.current_inputs(self.node, up_to_round=round_id)
-        dirs = modelbook.fetch_inputs(self.node, inputs, self.encryption_key, self.work / "adapters")
+        try:
+            dirs = modelbook.fetch_inputs(self.node, inputs, self.encryption_key, self.work / "adapters")
+        except StorageError as exc:  # they were all readable a moment ago, or were accepted earlier
+            raise _local_fault(self.node, None, exc) from exc
         recipients = modelbook.merge_recipients(self.node, config.recipient_keys())
         learning_started = time.perf_counter()
         merged = modelbook.merge_and_store(self.node, inputs, dirs, recipients, self.work / f"merged-round-{round_id}")
@@ -155,11 +205,13 @@ class AggregatorDaemon(Daemon):
             try:
                 modelbook.fetch_inputs(self.node, [modelbook.Input(org, round_id, cid, 1)],
                                        self.encryption_key, self.work / "adapters")
-            except StorageError as exc:
+            except SUBMITTER_FAULTS as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 self.node.send(rounds.functions.rejectSubmission(
                     round_id, org, hashlib.sha256(reason.encode()).digest()))
                 rejected.append({"org": org, "cid": cid, "reason": reason})
                 self.record("rejected", round=round_id, org=org, reason=reason)
+            except StorageError as exc:
+                raise _local_fault(self.node, cid, exc) from exc
         return rejected
 
