@@ -167,8 +167,9 @@ def _simulate(cfg: SimulationConfig, work: Path) -> VerificationReport:
             rounds=cfg.rounds, progress=cfg.progress,
         )
         trainings = result.trainings
+        assert result.sharded is not None
         unlearned = _stack_with(final.adapters, final.weights, forget, result.merged,
-                                sharded.num_samples - len(set(removed)), work / "unlearn" / "merged")
+                                result.sharded.num_samples, work / "unlearn" / "merged")
     elif cfg.mode == "isolated":
         unlearned = unlearn_org_isolated(final.adapters, final.weights, forget, work / "unlearn" / "merged")
     elif cfg.mode == "grouped":

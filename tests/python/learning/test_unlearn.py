@@ -78,17 +78,17 @@ def test_grouped_unlearning_replays_only_the_group_and_equals_a_run_without_the_
 
     groups = assign_groups(texts, 2)
     assert groups == {"business": 0, "politics": 1, "sport": 0}
-    history = run_rounds(tiny, texts, cfg, 2, tmp_path / "run", mode="grouped", groups=groups)
+    history = run_rounds(tiny, texts, cfg, 1, tmp_path / "run", mode="grouped", groups=groups)
     result = unlearn_org_grouped(tiny, history, texts, "sport", groups, tmp_path / "unlearn")
-    assert result.replayed_rounds == [0, 1] and result.trainings == 2  # business alone, 2 rounds
+    assert result.replayed_rounds == [0] and result.trainings == 1  # business alone
     without = {o: t for o, t in texts.items() if o != "sport"}
     kept = {o: g for o, g in groups.items() if o != "sport"}
-    clean = run_rounds(tiny, without, cfg, 2, tmp_path / "clean", mode="grouped", groups=kept)
+    clean = run_rounds(tiny, without, cfg, 1, tmp_path / "clean", mode="grouped", groups=kept)
     assert adapter_sha256(result.merged) == adapter_sha256(clean[-1].merged)
     assert adapter_sha256(result.merged) != adapter_sha256(history[-1].merged)
     # politics' group was not replayed: its adapter is the one trained in the federation
     assert adapter_sha256(history[-1].group_merged[1]) == adapter_sha256(clean[-1].group_merged[1])
-    assert sum(r.trainings for r in clean) == 4
+    assert sum(r.trainings for r in clean) == 2
 
 
 def test_each_org_trains_with_its_own_seed(tiny, cfg, texts, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -110,7 +110,7 @@ def test_receipt_evidence_sees_training_and_is_deterministic(tiny, tmp_path) -> 
 
     sport = load_org_data("sport", max_train=40, max_val=3, canary_reps=(8,))
     other = load_org_data("tech", max_train=40, num_canaries=0)
-    cfg = TrainConfig(steps=40, lr=1e-2, seq_len=48, batch_size=4)
+    cfg = TrainConfig(steps=30, lr=1e-2, seq_len=48, batch_size=4)
     before = train_adapter(tiny, sport.train, cfg, tmp_path / "before", progress=False).adapter_dir
     after = train_adapter(tiny, other.train, cfg, tmp_path / "after", progress=False).adapter_dir
     sets = EvalSets(val={"sport": sport.val}, members=sport.articles[:16], nonmembers=(sport.heldout + sport.unused)[:16],
