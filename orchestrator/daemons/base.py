@@ -129,7 +129,9 @@ class Daemon:
             if subscriptions
             else None
         )
-        node.label = self.name
+        for other in [node, *vars(self).values()]:  # e.g. the relayer's public-chain node too
+            if isinstance(other, Node) and not other.label:
+                other.label = self.name
         self.failures = 0
         self.failures_total = 0
         self.actions: list[dict[str, Any]] = []

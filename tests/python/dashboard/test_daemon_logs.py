@@ -97,6 +97,7 @@ def test_relayer_process_serves_metrics_and_writes_json_logs(anvil: AnvilProcess
     assert [e for e, _, _ in events].index("started") < [e for e, _, _ in events].index("stopped")
     txs = [r for r in records if r["event"] == "transaction"]
     assert len(txs) >= 2 and all(re.fullmatch(r"0x[0-9a-f]{64}", r["tx_hash"]) for r in txs)
+    assert {r["daemon"] for r in txs} == {"relayer"}  # its public-chain transactions are labelled too
     assert all(isinstance(r["duration"], float) and r["duration"] >= 0 for r in txs)
     assert any(r["event"] == "anchored" for r in records)
     assert "\r" not in proc.log_path.read_text()  # no progress bar in a log file
