@@ -1,8 +1,8 @@
 """Contribution accounting on the real tiny model: coalition values of re-merged stacked adapters.
 
 Honest orgs (business, entertainment, politics) train on their own BBC data with the round's
-config; "dup" trains on politics' data with the same config (the protocol seeds training per
-round, so it submits politics' adapter bit for bit); "noise" submits random matrices of the
+config; "dup" trains on politics' data with the same config and seed, so it submits politics'
+adapter bit for bit (copying cannot do better than that); "noise" submits random matrices of the
 honest scale; "zero" submits B = 0. The aggregator's path values every coalition's re-merged
 model on the mixed validation set, takes exact Shapley values and pays a budget through
 ``allocate_rewards``.

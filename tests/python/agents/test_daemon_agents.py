@@ -23,6 +23,7 @@ from orchestrator.daemons.rewards import recompute_rewards, round_report
 from orchestrator.storage.cid import bytes32_to_cid
 
 ROUNDS = 2
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
