@@ -144,7 +144,10 @@ def create_app(view: ChainView, *, title: str = "LedgerLoRA consortium") -> Fast
     def unlearning(request: Request) -> HTMLResponse:
         data = view.requests()
         plots = {r["id"]: charts.perplexity_chart(r["perplexity"]) for r in data if r["perplexity"]}
-        return page(request, "unlearning.html", "unlearning", requests=data, plots=plots)
+        attacks = {r["id"]: charts.interval_chart([(a["model"], a["auc"], a["low"], a["high"])
+                                                   for a in r["evidence"]["attack"] if a["auc"] is not None])
+                   for r in data if r["evidence"] and r["evidence"]["attack"]}
+        return page(request, "unlearning.html", "unlearning", requests=data, plots=plots, attacks=attacks)
 
     @pages.get("/anchors", response_class=HTMLResponse)
     def anchors(request: Request, tx: str | None = None, log_index: int | None = None) -> HTMLResponse:

@@ -158,3 +158,34 @@ def lineage_graph(versions: Sequence[dict[str, Any]]) -> Markup:
                     f'v{v["id"]}</text><text x="{x + node_w / 2}" y="{y + 34}" text-anchor="middle" class="tick">'
                     f"{escape(str(sub))}</text></a>")
     return _svg(width, height, body, "model version graph")
+
+
+def interval_chart(rows: Sequence[tuple[str, float, float | None, float | None]], *, low: float = 0.0,
+                   high: float = 1.0, reference: float | None = 0.5, label: str = "AUC") -> Markup:
+    """Points with 95% interval whiskers on one axis (e.g. a membership attack's AUC per model)."""
+    width, left, right, row_h, top = 640, 90, 20, 34, 26
+    height = top + row_h * len(rows) + 30
+    span = high - low
+
+    def x(v: float) -> float:
+        return left + (width - left - right) * (min(max(v, low), high) - low) / span
+
+    body = [f'<line x1="{left}" y1="{height - 30}" x2="{width - right}" y2="{height - 30}" class="axis"/>']
+    for k in range(5):
+        v = low + span * k / 4
+        body.append(f'<line x1="{x(v):.1f}" y1="{top - 8}" x2="{x(v):.1f}" y2="{height - 30}" class="grid"/>'
+                    f'<text x="{x(v):.1f}" y="{height - 14}" text-anchor="middle" class="tick">{v:g}</text>')
+    if reference is not None:
+        body.append(f'<line x1="{x(reference):.1f}" y1="{top - 8}" x2="{x(reference):.1f}" y2="{height - 30}" '
+                    f'stroke="#888" stroke-dasharray="4 3"/><text x="{x(reference) + 4:.1f}" y="{top - 10}" '
+                    f'class="tick">chance</text>')
+    for i, (name, value, lo, hi) in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        body.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="label">{escape(name)}</text>')
+        if lo is not None and hi is not None:
+            body.append(f'<line x1="{x(lo):.1f}" y1="{y:.1f}" x2="{x(hi):.1f}" y2="{y:.1f}" class="whisker"/>'
+                        f'<line x1="{x(lo):.1f}" y1="{y - 6:.1f}" x2="{x(lo):.1f}" y2="{y + 6:.1f}" class="whisker"/>'
+                        f'<line x1="{x(hi):.1f}" y1="{y - 6:.1f}" x2="{x(hi):.1f}" y2="{y + 6:.1f}" class="whisker"/>')
+        body.append(f'<circle cx="{x(value):.1f}" cy="{y:.1f}" r="5" fill="{PALETTE[i % len(PALETTE)]}">'
+                    f"<title>{escape(name)}: {label} {value:.3f}</title></circle>")
+    return _svg(width, height, body, f"{label} with 95% intervals")

@@ -412,6 +412,7 @@ class ChainView:
                 "receipt_cid": cid_of(comp["metricsHash"]) if comp else None,
                 "receipt": receipt,
                 "perplexity": self._perplexity_rows(receipt, names),
+                "evidence": self._evidence(receipt),
                 "revoked": revoked.get(rid, []),
                 "slashed": int(slashed[rid]["amount"]) if rid in slashed else None,
                 "bond": bonds.get(rid),
@@ -440,6 +441,26 @@ class ChainView:
                     row[key] = value
             rows.append(row)
         return rows
+
+    @staticmethod
+    def _evidence(receipt: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The receipt's verification evidence (calibrated membership attack with 95% bootstrap
+        intervals, canary exposure, provenance, metrics hash), when the executor recorded it."""
+        ev = (receipt or {}).get("evidence")
+        if not isinstance(ev, dict):
+            return None
+        attack = []
+        for model, figures in ((ev.get("attack") or {}).get("per_model") or {}).items():
+            ci = figures.get("ci95") or [None, None]
+            attack.append({"model": model, "auc": figures.get("auc"), "low": ci[0], "high": ci[1]})
+        canaries = ev.get("canaries") or {}
+        exposure = [{"model": model, **{str(k): v for k, v in bits.items()}}
+                    for model, bits in (canaries.get("exposure_bits") or {}).items()]
+        return {"attack": attack, "members": (ev.get("attack") or {}).get("members"),
+                "nonmembers": (ev.get("attack") or {}).get("nonmembers"),
+                "canary_keys": [str(k) for k in canaries.get("keys", [])], "canary_exposure": exposure,
+                "provenance": ev.get("provenance") or {}, "metrics_sha256": ev.get("metrics_sha256"),
+                "retrain_note": ev.get("retrain_spread_note")}
 
     def rederive_command(self, request_id: int) -> str:
         return (f"ORCH_ENC_KEY=<your X25519 key, hex> python -m orchestrator audit-receipt --rpc-url {self.rpc_url} "

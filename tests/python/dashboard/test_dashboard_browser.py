@@ -165,7 +165,17 @@ def test_unlearning_shows_the_completed_receipt_and_the_revoked_contributions(ta
         for key in ("base", "before", "after"):
             shown = float(tab.value(f'{section} tr[data-topic="{name}"] [data-field="{key}"]'))
             assert shown == pytest.approx(figures[key], rel=1e-12)
-    assert tab.page.locator(f'{section} svg.chart').count() == 1
+    assert tab.page.locator(f'{section} svg.chart').count() >= 1
+    evidence = receipt.get("evidence") or {}
+    assert (evidence.get("attack") or {}).get("per_model"), "the demo's executor discloses audit texts"
+    for model, figures in ((evidence.get("attack") or {}).get("per_model") or {}).items():
+        shown = float(tab.value(f'{section} table.attack tr[data-model="{model}"] [data-field="auc"]'))
+        assert shown == pytest.approx(figures["auc"], rel=1e-12)
+        low, high = figures["ci95"]
+        assert tab.page.locator(f'{section} table.attack tr[data-model="{model}"] [data-field="ci95"]').inner_text() == (
+            f"[{low:.3f}, {high:.3f}]")
+    if evidence.get("metrics_sha256"):
+        assert tab.page.locator(f'{section} [data-field="metrics-sha256"]').inner_text() == evidence["metrics_sha256"]
     assert f"--request {live.request_id}" in tab.page.locator(f'{section} [data-field="rederive"]').inner_text()
 
     forgotten = cons.orgs[FORGOTTEN].address
