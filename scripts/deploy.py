@@ -46,6 +46,9 @@ class DeployParams:
         3 * 24 * 3600
     )  # seconds an aggregator has to answer an unlearning request
     slash_amount: int = 50 * TOKEN  # taken from an aggregator that misses a deadline
+    request_bond: int = 10 * TOKEN  # posted per unlearning request; refunded unless judged void
+    claim_window: int = 30 * 24 * 3600  # seconds after finalization to claim a round's rewards
+    anchor_max_range: int = 100_000  # PublicAnchor: most blocks in one anchored range
     org_tokens: int = 10_000 * TOKEN  # local networks: tokens sent to each org account
     num_orgs: int = 5  # local networks: accounts[1..num_orgs] are the orgs
     reward_pool: int = 100_000 * TOKEN  # local networks: initial funding of the reward pool
@@ -57,10 +60,17 @@ class DeployParams:
                 raise ValueError(
                     f"deploy parameter {f.name} must be a non-negative integer; got {value!r}"
                 )
-        if self.unbond_delay >= 2**64 or self.response_window >= 2**64:
+        for name in ("unbond_delay", "response_window", "claim_window", "anchor_max_range"):
+            if getattr(self, name) >= 2**64:
+                raise ValueError(f"{name} must fit 64 bits; got {getattr(self, name)}")
+        if self.response_window > self.unbond_delay:
             raise ValueError(
-                f"unbond_delay and response_window must fit 64 bits; got {self.unbond_delay}, {self.response_window}"
+                f"response_window {self.response_window} exceeds unbond_delay {self.unbond_delay}: an aggregator "
+                "could withdraw its stake before a missed deadline can be slashed; lower ORCH_RESPONSE_WINDOW "
+                "or raise ORCH_UNBOND_DELAY"
             )
+        if self.anchor_max_range == 0:
+            raise ValueError("anchor_max_range must be positive (the most blocks one anchor may cover)")
         if self.slash_amount == 0:
             raise ValueError(
                 "slash_amount must be positive, or a missed unlearning deadline costs nothing"
@@ -123,15 +133,15 @@ def deploy_all(
     staking = Staking.deploy(token, deployer, params.unbond_delay, tx)
     membership = Membership.deploy(deployer, staking, params.min_stake, tx)
     registry = ContributionRegistry.deploy(deployer, tx)
-    rounds = Rounds.deploy(deployer, token, membership, registry, tx)
+    rounds = Rounds.deploy(token, membership, registry, params.claim_window, tx)
     unlearning = Unlearning.deploy(
-        deployer,
         membership,
         staking,
         registry,
         rounds,
         params.response_window,
         params.slash_amount,
+        params.request_bond,
         tx,
     )
 
@@ -140,6 +150,8 @@ def deploy_all(
     registry.grantRole(registry.REGISTRAR_ROLE(), unlearning, tx)
     registry.grantRole(registry.REVOKER_ROLE(), unlearning, tx)
     staking.grantRole(staking.SLASHER_ROLE(), unlearning, tx)
+    staking.grantRole(staking.LOCKER_ROLE(), membership, tx)
+    staking.grantRole(staking.LOCKER_ROLE(), unlearning, tx)
 
     if local:
         membership.grantRole(membership.AGGREGATOR_ROLE(), deployer, tx)

@@ -13,15 +13,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy import get_deployer, write_manifest  # noqa: E402
+from deploy import DeployParams, get_deployer, write_manifest  # noqa: E402
 
 
-def deploy_anchor(deployer: Any, relayer: str | Any) -> Any:
-    """Deploys PublicAnchor governed by ``deployer`` and grants ``relayer`` the RELAYER_ROLE."""
+def deploy_anchor(deployer: Any, relayer: str | Any, max_range: int | None = None) -> Any:
+    """Deploys PublicAnchor governed by ``deployer`` (ranges of at most ``max_range`` blocks,
+    default ``DeployParams.anchor_max_range``) and grants ``relayer`` the RELAYER_ROLE."""
     from brownie import PublicAnchor
 
+    if max_range is None:
+        max_range = DeployParams.from_env().anchor_max_range
     tx = {"from": deployer}
-    anchor = PublicAnchor.deploy(deployer, tx)
+    anchor = PublicAnchor.deploy(deployer, max_range, tx)
     anchor.grantRole(anchor.RELAYER_ROLE(), relayer, tx)
     return anchor
 
