@@ -30,6 +30,7 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
     IRounds private _rounds;
     uint256 private _latestVersion;
     mapping(uint256 versionId => Version) private _versions;
+    // slither-disable-next-line uninitialized-state (false positive: written by push / through a storage pointer in revokeFrom)
     mapping(address org => Range[]) private _ranges;
     mapping(address org => uint256) private _revokedThrough;
 
@@ -160,7 +161,7 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
     /// @inheritdoc IContributionRegistry
     function lineage(uint256 versionId) external view returns (uint256[] memory ancestors) {
         if (versionId == 0 || versionId > _latestVersion) return ancestors;
-        uint256 n;
+        uint256 n = 0;
         for (uint256 v = versionId; v != 0; v = _versions[v].parentVersion) ++n;
         ancestors = new uint256[](n);
         uint256 v2 = versionId;

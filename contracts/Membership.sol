@@ -61,6 +61,7 @@ contract Membership is IMembership, AccessControl {
         m.encryptionKey = encryptionKey;
         m.metadataURI = metadataURI;
         m.lockedStake = uint128(required); // required <= free stake < 2**128
+        // slither-disable-next-line unused-return (not a member here, so the org is not in the set: always true)
         _active.add(msg.sender);
         _grantRole(MEMBER_ROLE, msg.sender);
         emit MemberJoined(msg.sender, encryptionKey, metadataURI);
@@ -169,6 +170,7 @@ contract Membership is IMembership, AccessControl {
         Member storage m = _members[org];
         unlocked = m.lockedStake;
         m.lockedStake = 0;
+        // slither-disable-next-line unused-return (called for members only, so the org is in the set: always true)
         _active.remove(org);
         _revokeRole(MEMBER_ROLE, org);
         if (unlocked != 0) _staking.unlock(org, unlocked);

@@ -186,6 +186,11 @@ contract Rounds is IRounds, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IRounds
+    /// @dev slither reentrancy-no-eth (accepted): `versionId` is written after the call to the
+    /// registry because the registry assigns it. The registry is fixed at construction and trusted
+    /// (it only writes its own storage), and the round is already Finalized before the call, so a
+    /// re-entrant call finds it in its final state and can change nothing of it.
+    // slither-disable-next-line reentrancy-no-eth
     function finalizeRound(
         uint256 roundId,
         bytes32 modelCid,

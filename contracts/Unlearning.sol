@@ -193,9 +193,12 @@ contract Unlearning is IUnlearning, ReentrancyGuardTransient {
         delete _pending[_key(q.org, scope, q.target)];
 
         // Interactions with the trusted registry and Staking; state is final before them.
+        // The revoked range's end (returned) is in the registry's ContributionsRevoked event.
         if (scope == Scope.Org) {
+            // slither-disable-next-line unused-return (range end is emitted by the registry)
             _registry.revokeFrom(q.org, 1, requestId);
         } else if (scope == Scope.Round) {
+            // slither-disable-next-line unused-return (range end is emitted by the registry)
             _registry.revokeFrom(q.org, uint256(q.target), requestId);
         }
         versionId = _registry.recordVersion(newModelCid, _registry.latestVersion(), 0, metricsHash);

@@ -86,7 +86,39 @@ def plain(value: Any) -> Any:
 
 @pytest.fixture(autouse=True)
 def isolation(fn_isolation: Any) -> None:
-    pass
+    _share_pc_maps()
+
+
+def _share_pc_maps() -> None:
+    """brownie 1.22.2 leaves the program-counter map out of the build data of a deployed contract
+    that has immutables, so ``--coverage`` records nothing for it; give each deployed instance its
+    container's map (only read for coverage and source-level traces)."""
+    for container in (ContributionRegistry, LedgerToken, Membership, PublicAnchor, Rounds, Staking, Unlearning):
+        pc_map = container._build.get("pcMap")
+        for deployed in container:
+            if pc_map is not None and "pcMap" not in deployed._build:
+                deployed._build["pcMap"] = pc_map
+
+
+def pytest_configure(config: Any) -> None:
+    """brownie 1.22.2's mypyc build raises ``TypeError: dict object expected; got list`` when it
+    merges or prints non-empty coverage data at the end of the session. The per-transaction data
+    it stores in build/tests.json is sound: tools/coverage_gate.py reports from it (Makefile), so
+    brownie's own summary and reports/coverage.json are switched off."""
+    from brownie.test import coverage, output
+
+    coverage.get_merged_coverage_eval = lambda cov_eval=None: {}
+    output._build_coverage_output = lambda coverage_eval: [
+        "see tools/coverage_gate.py build/tests.json (brownie's own report is off, tests/contracts/conftest.py)"
+    ]
+    output._save_coverage_report = lambda *args, **kwargs: None
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Under ``--coverage`` brownie would send every view call as a traced transaction; the
+    views' branches are covered by the transactions that run them, so calls stay calls."""
+    for item in items:
+        item.add_marker(pytest.mark.no_call_coverage)
 
 
 @pytest.fixture(scope="module")
