@@ -48,6 +48,15 @@ ANCHOR_MAX_RANGE = 10_000
 ZERO32 = "0x" + "00" * 32
 
 
+# Unlearning scopes and a Round-scope target
+ORG_SCOPE, ROUND_SCOPE, SAMPLES_SCOPE = 0, 1, 2
+
+
+def rid32(round_id: int) -> str:
+    """``bytes32(roundId)``, the target of a Round-scope unlearning request."""
+    return "0x" + round_id.to_bytes(32, "big").hex()
+
+
 def b32(label: str) -> str:
     """A distinct, reproducible bytes32 (0x-hex) for a label (stand-in CID digests, keys, reasons)."""
     return "0x" + keccak(text=label).hex()
@@ -101,10 +110,13 @@ def _share_pc_maps() -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    """brownie 1.22.2's mypyc build raises ``TypeError: dict object expected; got list`` when it
+    """Registers the ``view_coverage`` marker (see pytest_collection_modifyitems).
+
+    brownie 1.22.2's mypyc build raises ``TypeError: dict object expected; got list`` when it
     merges or prints non-empty coverage data at the end of the session. The per-transaction data
     it stores in build/tests.json is sound: tools/coverage_gate.py reports from it (Makefile), so
     brownie's own summary and reports/coverage.json are switched off."""
+    config.addinivalue_line("markers", "view_coverage: under --coverage, trace this test's view calls too")
     from brownie.test import coverage, output
 
     coverage.get_merged_coverage_eval = lambda cov_eval=None: {}
@@ -115,10 +127,12 @@ def pytest_configure(config: Any) -> None:
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """Under ``--coverage`` brownie would send every view call as a traced transaction; the
-    views' branches are covered by the transactions that run them, so calls stay calls."""
+    """Under ``--coverage`` brownie sends every view call as a traced transaction, which is slow;
+    calls stay calls except in the few tests marked ``view_coverage`` that exercise the views'
+    own branches (most views also run inside the transactions that use them)."""
     for item in items:
-        item.add_marker(pytest.mark.no_call_coverage)
+        if item.get_closest_marker("view_coverage") is None:
+            item.add_marker(pytest.mark.no_call_coverage)
 
 
 @pytest.fixture(scope="module")

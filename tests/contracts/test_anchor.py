@@ -46,6 +46,7 @@ def test_ranges_must_be_contiguous_per_chain(anchor, relayer):
     assert anchor.anchorCount() == 3
 
 
+@pytest.mark.view_coverage
 def test_first_range_may_end_at_block_zero(anchor, relayer):
     assert not anchor.hasAnchors(SRC) and anchor.lastToBlock(SRC) == 0
     anchor.postRoot(SRC, 0, 0, b32("genesis"), {"from": relayer})
@@ -109,6 +110,7 @@ def test_range_longer_than_max_reverts(anchor, relayer):
     assert anchor.maxRange() == ANCHOR_MAX_RANGE
 
 
+@pytest.mark.view_coverage
 def test_supersede_rewinds_the_chain(anchor, relayer, gov, rando):
     anchor.postRoot(SRC, 0, 9, b32("a"), {"from": relayer})
     anchor.postRoot(SRC, 10, 19, b32("b"), {"from": relayer})

@@ -8,6 +8,9 @@ import brownie
 import pytest
 from brownie import Unlearning
 from conftest import (
+    ORG_SCOPE,
+    ROUND_SCOPE,
+    SAMPLES_SCOPE,
     ANCHOR_MAX_RANGE,
     CLAIM_WINDOW,
     MIN_STAKE,
@@ -21,18 +24,15 @@ from conftest import (
     b32,
     err,
     now,
+    rid32,
 )
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from orchestrator.merkle import MerkleTree, hash_pair, reward_leaf
 
-ORG, ROUND, SAMPLES = 0, 1, 2
+ORG, ROUND, SAMPLES = ORG_SCOPE, ROUND_SCOPE, SAMPLES_SCOPE
 SLASHED, CLOSED, EXPIRED = 4, 5, 7
-
-
-def rid32(round_id):
-    return "0x" + round_id.to_bytes(32, "big").hex()
 
 
 def h(b):

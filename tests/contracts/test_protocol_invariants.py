@@ -154,6 +154,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         u = self.c["unlearning"]
         req = self._request(pick)
         org = u.getRequest(req)[0]
+        if int(org, 16) == 0:
+            return  # no such request: nobody to send from
         rid = self._round(rpick)
         _try(u.replaceContribution, req, rid, b32(f"new{req}:{rid}"), 5, b32(f"nd{req}:{rid}"), {"from": org})
 

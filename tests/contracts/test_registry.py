@@ -12,6 +12,7 @@ def registrar(registry, gov):
     return accounts[9]
 
 
+@pytest.mark.view_coverage
 def test_base_version_exists_with_no_parent(registry):
     assert registry.latestVersion() == 0
     model, parent, round_id, created = plain(registry.getVersion(0))
@@ -36,6 +37,7 @@ def test_set_base_model_failures(registry, gov, rando):
         registry.setBaseModel(b32("x"), {"from": rando})
 
 
+@pytest.mark.view_coverage
 def test_record_version_and_lineage(registry, registrar):
     tx = registry.recordVersion(b32("v1"), 0, 1, b32("m1"), {"from": registrar})
     assert tx.return_value == 1
@@ -101,6 +103,7 @@ def test_revoke_from_marks_a_range_up_to_the_round_count(registry, revoker, open
     assert not registry.isRevoked(r2, members[1])
 
 
+@pytest.mark.view_coverage
 def test_revoke_ranges_merge_or_append(registry, revoker, open_round, members):
     org = members[0]
     for _ in range(3):

@@ -114,6 +114,7 @@ def test_submit_update_records_contribution(protocol, open_round, members):
     assert plain(rounds.commitmentOf(rid, members[1])) == ZERO32
 
 
+@pytest.mark.view_coverage
 def test_submit_over_the_round_sample_cap_reverts(protocol, open_round, members):
     rounds = protocol["rounds"]
     rid = open_round(max_samples=500)

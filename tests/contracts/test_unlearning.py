@@ -4,6 +4,9 @@ before the deadline, sample-level replacement by the org, settlement of overdue 
 import brownie
 import pytest
 from conftest import (
+    ORG_SCOPE,
+    ROUND_SCOPE,
+    SAMPLES_SCOPE,
     MIN_STAKE,
     REQUEST_BOND,
     RESPONSE_WINDOW,
@@ -13,15 +16,12 @@ from conftest import (
     b32,
     err,
     plain,
+    rid32,
 )
 
-ORG, ROUND, SAMPLES = 0, 1, 2
+ORG, ROUND, SAMPLES = ORG_SCOPE, ROUND_SCOPE, SAMPLES_SCOPE
 REQUESTED, ACKNOWLEDGED, COMPLETED, SLASHED, CLOSED, VOIDED, EXPIRED = 1, 2, 3, 4, 5, 6, 7
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-def rid32(round_id):
-    return "0x" + round_id.to_bytes(32, "big").hex()
 
 
 @pytest.fixture(scope="module")
