@@ -92,14 +92,17 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
         uint256 n = ranges.length;
         // toRound >= every earlier range's toRound (round counts only grow): merge into the
         // latest range when they overlap or touch, otherwise append. Round ids fit 64 bits.
+        uint256 start = fromRound;
         if (n != 0 && ranges[n - 1].toRound + 1 >= fromRound) {
             Range storage last = ranges[n - 1];
             if (fromRound < last.fromRound) last.fromRound = uint64(fromRound);
+            else start = last.fromRound;
             last.toRound = uint64(toRound);
         } else {
             ranges.push(Range(uint64(fromRound), uint64(toRound)));
         }
-        if (fromRound == 1) _revokedThrough[org] = toRound;
+        // The merged range starts at round 1: every round up to toRound is revoked.
+        if (start == 1) _revokedThrough[org] = toRound;
         emit ContributionsRevoked(org, requestId, fromRound, toRound);
     }
 

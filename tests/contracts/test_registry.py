@@ -116,11 +116,24 @@ def test_revoke_ranges_merge_or_append(registry, revoker, open_round, members):
     assert [registry.isRevoked(r, org) for r in range(1, 8)] == [False, True, True, False, True, True, False]
     registry.revokeFrom(org, 4, 3, {"from": revoker})  # touches [5, 6]: merged into it
     assert plain(registry.revokedRanges(org)) == ((2, 4), (3, 6))
+    assert registry.revokedThrough(org) == 0
     open_round()
     registry.revokeFrom(org, 1, 4, {"from": revoker})  # Org scope: everything
     assert registry.revokedThrough(org) == 7
     assert all(registry.isRevoked(r, org) for r in range(1, 8))
     assert not registry.isRevoked(0, org) and not registry.isRevoked(8, org)
+
+
+def test_ranges_that_join_round_one_count_as_revoked_through(registry, revoker, open_round, members):
+    org = members[0]
+    for _ in range(3):
+        open_round()
+    registry.revokeFrom(org, 1, 1, {"from": revoker})  # [1, 3]
+    open_round()
+    open_round()
+    registry.revokeFrom(org, 4, 2, {"from": revoker})  # adjacent: merged into [1, 5]
+    assert plain(registry.revokedRanges(org)) == ((1,), (5,))
+    assert registry.revokedThrough(org) == 5
 
 
 def test_revoke_from_failures(registry, revoker, open_round, members, rando):
