@@ -143,7 +143,7 @@ def measure() -> tuple[list[tuple[str, int, str]], dict[int, int], dict[int, int
     # confirmation thread reports some transactions as "dropped" although anvil mined them.
     funder = Org(web3.to_checksum_address(keccak(text="ledgerlora-gas-funder")[-20:]))
     web3.provider.make_request("anvil_setBalance", [funder, hex(10**20)])
-    token.transfer(funder, max_orgs * (params.min_stake + 10**18) + 3 * params.request_bond, tx_opts(gov))
+    token.transfer(funder, max_orgs * (params.min_stake + 10**18) + 5 * params.request_bond, tx_opts(gov))
     w_token, w_staking, w_membership, w_rounds = (
         raw(token),
         raw(staking),
@@ -167,7 +167,6 @@ def measure() -> tuple[list[tuple[str, int, str]], dict[int, int], dict[int, int
         if (i + 1) % 100 == 0:
             print(f"  {i + 1} orgs joined", file=sys.stderr, flush=True)
 
-    budget = 10**18 * max_orgs
     # Warm-up: the registry's first version writes fresh slots that later versions only update;
     # an empty round takes that one-off cost so the sizes below compare like for like.
     max_samples = 10**6
@@ -183,7 +182,8 @@ def measure() -> tuple[list[tuple[str, int, str]], dict[int, int], dict[int, int
     trees: dict[int, tuple[int, MerkleTree]] = {}
     seen: set[str] = set()
     for n in sizes:
-        send(w_rounds.functions.openRound(b32(f"cfg{n}"), now() + 10**6, budget, max_samples), g)
+        # budget = rewards total (1 LLS per org): every size takes the same finalize path
+        send(w_rounds.functions.openRound(b32(f"cfg{n}"), now() + 10**6, 10**18 * n, max_samples), g)
         rid = rounds.roundCount()
         print(f"round with {n} submissions ...", file=sys.stderr, flush=True)
         for i, org in enumerate(orgs[:n]):
