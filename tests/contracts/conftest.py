@@ -41,6 +41,10 @@ SLASH_AMOUNT = 50 * TOKEN
 ORG_TOKENS = 10_000 * TOKEN
 REWARD_POOL = 50_000 * TOKEN
 ROUND_SECONDS = 3600
+REQUEST_BOND = 10 * TOKEN
+CLAIM_WINDOW = 30 * 24 * 3600
+MAX_SAMPLES = 1_000_000
+ANCHOR_MAX_RANGE = 10_000
 ZERO32 = "0x" + "00" * 32
 
 
@@ -127,7 +131,9 @@ def staking(token: Any, gov: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def membership(staking: Any, gov: Any) -> Any:
-    return Membership.deploy(gov, staking, MIN_STAKE, {"from": gov})
+    m = Membership.deploy(gov, staking, MIN_STAKE, {"from": gov})
+    staking.grantRole(staking.LOCKER_ROLE(), m, {"from": gov})
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +143,7 @@ def registry(gov: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def rounds(gov: Any, token: Any, membership: Any, registry: Any) -> Any:
-    r = Rounds.deploy(gov, token, membership, registry, {"from": gov})
+    r = Rounds.deploy(token, membership, registry, CLAIM_WINDOW, {"from": gov})
     registry.setRounds(r, {"from": gov})
     registry.grantRole(registry.REGISTRAR_ROLE(), r, {"from": gov})
     return r
@@ -146,17 +152,25 @@ def rounds(gov: Any, token: Any, membership: Any, registry: Any) -> Any:
 @pytest.fixture(scope="module")
 def unlearning(gov: Any, membership: Any, staking: Any, registry: Any, rounds: Any) -> Any:
     u = Unlearning.deploy(
-        gov, membership, staking, registry, rounds, RESPONSE_WINDOW, SLASH_AMOUNT, {"from": gov}
+        membership,
+        staking,
+        registry,
+        rounds,
+        RESPONSE_WINDOW,
+        SLASH_AMOUNT,
+        REQUEST_BOND,
+        {"from": gov},
     )
     registry.grantRole(registry.REGISTRAR_ROLE(), u, {"from": gov})
     registry.grantRole(registry.REVOKER_ROLE(), u, {"from": gov})
     staking.grantRole(staking.SLASHER_ROLE(), u, {"from": gov})
+    staking.grantRole(staking.LOCKER_ROLE(), u, {"from": gov})
     return u
 
 
 @pytest.fixture(scope="module")
 def anchor(gov: Any, relayer: Any) -> Any:
-    a = PublicAnchor.deploy(gov, {"from": gov})
+    a = PublicAnchor.deploy(gov, ANCHOR_MAX_RANGE, {"from": gov})
     a.grantRole(a.RELAYER_ROLE(), relayer, {"from": gov})
     return a
 
@@ -234,9 +248,11 @@ def protocol(
 def open_round(rounds: Any, staked_aggregator: Any) -> Callable[..., int]:
     """Factory: the aggregator opens a round (deadline ROUND_SECONDS ahead); returns its id."""
 
-    def _open(budget: int = 0, config: str = "config", seconds: int = ROUND_SECONDS) -> int:
+    def _open(
+        budget: int = 0, config: str = "config", seconds: int = ROUND_SECONDS, max_samples: int = MAX_SAMPLES
+    ) -> int:
         deadline = now() + seconds
-        tx = rounds.openRound(b32(config), deadline, budget, {"from": staked_aggregator})
+        tx = rounds.openRound(b32(config), deadline, budget, max_samples, {"from": staked_aggregator})
         return int(tx.return_value)
 
     return _open
@@ -264,7 +280,11 @@ def finalized_round(
     """Factory: a round in which ``orgs`` submitted, closed and finalized with ``rewards_root``."""
 
     def _make(
-        orgs: list[Any], rewards_root: str = ZERO32, budget: int = 0, model: str = "model"
+        orgs: list[Any],
+        rewards_root: str = ZERO32,
+        budget: int = 0,
+        model: str = "model",
+        rewards_total: int | None = None,
     ) -> int:
         rounds = protocol["rounds"]
         rid = open_round(budget)
@@ -275,6 +295,7 @@ def finalized_round(
             rid,
             b32(f"{model}:{rid}"),
             rewards_root,
+            budget if rewards_total is None else rewards_total,
             b32(f"metrics:{rid}"),
             {"from": staked_aggregator},
         )
