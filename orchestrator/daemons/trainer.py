@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from web3.logs import DISCARD
+
 from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
@@ -204,7 +206,7 @@ class TrainerDaemon(Daemon):
             self.node.send(self.node.contract("LedgerToken").functions.approve(unlearning.address, bond))
         receipt = self.node.send(unlearning.functions.requestUnlearning(self.node.address, SCOPE_SAMPLES, root,
                                                                         reason_hash))
-        request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt)[0]["args"]["requestId"])
+        request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt, errors=DISCARD)[0]["args"]["requestId"])
         self.record("requested-sample-removal", request=request_id, samples=len(samples), target=root.hex())
         return request_id
 

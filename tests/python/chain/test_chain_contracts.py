@@ -132,7 +132,7 @@ def test_protocol_reverts_are_decoded_with_the_protocol_errors(w3: Web3, account
 
     aggregator = Transactor(w3, accounts[0], build_dir=build_dir)
     deadline = w3.eth.get_block("latest")["timestamp"] + 3600
-    aggregator.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18))
+    aggregator.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18, 1000))
     org.transact(p.Rounds.functions.submitUpdate(1, b"\x02" * 32, 10, b"\x03" * 32))
     with pytest.raises(ContractRevertError) as info:
         org.transact(p.Rounds.functions.submitUpdate(1, b"\x04" * 32, 10, b"\x03" * 32))
