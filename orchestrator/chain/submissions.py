@@ -127,7 +127,7 @@ class SubmissionReader:
         self._history.setdefault(key, []).append(sub)
         self._current[key] = sub
 
-    def _checked(self, sub: Submission) -> Submission:
+    def check(self, sub: Submission) -> Submission:
         """``sub`` if it hashes to the commitment Rounds holds now; else a clear error."""
         ident = (sub.round_id, sub.org, sub.block, sub.log_index)
         if ident in self._verified:
@@ -149,13 +149,13 @@ class SubmissionReader:
         """The current (checked) submission of ``org`` in ``round_id``, or None."""
         self.refresh()
         sub = self._current.get((int(round_id), to_checksum_address(org)))
-        return self._checked(sub) if sub is not None else None
+        return self.check(sub) if sub is not None else None
 
     def of_round(self, round_id: int) -> list[Submission]:
         """Every current submission of a round, sorted by org address (the merge order)."""
         self.refresh()
         subs = [s for (r, _), s in self._current.items() if r == int(round_id)]
-        return [self._checked(s) for s in sorted(subs, key=lambda s: s.org.lower())]
+        return [self.check(s) for s in sorted(subs, key=lambda s: s.org.lower())]
 
     def of_org(self, org: str, rounds: Iterable[int] | None = None) -> list[Submission]:
         """Every current submission of ``org``, by round."""
@@ -163,7 +163,7 @@ class SubmissionReader:
         org = to_checksum_address(org)
         wanted = None if rounds is None else {int(r) for r in rounds}
         subs = [s for (r, o), s in self._current.items() if o == org and (wanted is None or r in wanted)]
-        return [self._checked(s) for s in sorted(subs, key=lambda s: s.round_id)]
+        return [self.check(s) for s in sorted(subs, key=lambda s: s.round_id)]
 
     def history(self, round_id: int, org: str) -> list[Submission]:
         """Every event of (round, org) in chain order: the original and any replacements."""
