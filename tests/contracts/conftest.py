@@ -232,8 +232,14 @@ def protocol(
     members: list[Any],
     staked_aggregator: Any,
     pool: int,
+    gov: Any,
 ) -> dict[str, Any]:
-    """The wired private-chain protocol with members, a staked aggregator and a funded pool."""
+    """The wired private-chain protocol with members, a staked aggregator and a funded pool.
+
+    The members and the governor approve Unlearning for request bonds.
+    """
+    for account in [*members, gov]:
+        token.approve(unlearning, 100 * REQUEST_BOND, {"from": account})
     return {
         "token": token,
         "staking": staking,

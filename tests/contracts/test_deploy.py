@@ -46,6 +46,8 @@ def test_deploy_all_grants_cross_contract_roles(deployed):
     assert registry.hasRole(registry.REVOKER_ROLE(), c["Unlearning"])
     assert not registry.hasRole(registry.REVOKER_ROLE(), c["Rounds"])
     assert staking.hasRole(staking.SLASHER_ROLE(), c["Unlearning"])
+    assert staking.hasRole(staking.LOCKER_ROLE(), c["Membership"])
+    assert staking.hasRole(staking.LOCKER_ROLE(), c["Unlearning"])
 
 
 def test_local_deploy_makes_deployer_a_staked_aggregator_and_funds_orgs(deployed):
