@@ -95,6 +95,7 @@ def main() -> None:
 
             took = wait_for(rounds_done, 1800, f"{n_rounds} rounds finalized and claimed", procs, interval=1)
             print(f"{n_rounds} rounds finalized and every reward claimed in {took:.0f} s")
+            token.approve(unlearning, unlearning.requestBond(), {"from": orgs["sport"]})  # the request bond
             tx = unlearning.requestUnlearning(orgs["sport"], 0, b"\x00" * 32, b"\x01" * 32, {"from": orgs["sport"]})
             request_id = tx.events["UnlearningRequested"]["requestId"]
             took = wait_for(lambda: unlearning.getRequest(request_id)[2] == 3, 900, "unlearning completed", procs)

@@ -76,11 +76,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--org", default=None, help="trainer: the org's BBC topic (its data)")
     d.add_argument("--data", default=None, help="trainer: a folder of .txt/.jsonl files instead of a topic")
     d.add_argument("--join", action="store_true", help="trainer: stake the minimum and join if not yet a member")
+    d.add_argument("--shards", type=int, default=1,
+                   help="trainer: SISA shards per adapter; > 1 lets the org answer its Samples-scope requests (default 1)")
     d.add_argument("--model", default="smollm2", help="aggregator: model of the rounds it opens (default smollm2)")
     d.add_argument("--rounds", type=int, default=1, help="aggregator: rounds to run (default 1)")
     d.add_argument("--steps", type=int, default=8, help="aggregator: training steps per round (default 8)")
     d.add_argument("--duration", type=int, default=3600, help="aggregator: seconds a round stays open")
     d.add_argument("--budget", type=float, default=1000.0, help="aggregator: reward budget per round in LLS")
+    d.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="aggregator: per-submission sample cap of the rounds it opens (default 1000000)")
     d.add_argument("--public-rpc-url", default=os.environ.get("ORCH_PUBLIC_RPC_URL"), help="relayer: public chain URL")
     d.add_argument("--anchor-manifest", default=None, help="relayer: PublicAnchor manifest")
     d.add_argument("--interval", type=float, default=10.0, help="relayer: seconds between anchors (default 10)")
@@ -173,7 +177,7 @@ def build_daemon(args: argparse.Namespace) -> Any:
         data = load_org_data(name, source=Path(args.data) if args.data else None)
         if args.join:
             _ensure_member(node, sealed.public_key(enc), name)
-        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True)
+        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True, shards=args.shards)
     if args.role in ("aggregator", "unlearner"):
         from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
         from orchestrator.daemons.roundconfig import RoundConfig
@@ -189,7 +193,7 @@ def build_daemon(args: argparse.Namespace) -> Any:
         config = RoundConfig(model=args.model, train=train.to_dict(),
                              aggregator_keys={k: v.hex() for k, v in keys.items()})
         plan = RoundPlan(rounds=args.rounds, duration_s=args.duration, reward_budget=int(args.budget * 10**18),
-                         config=config)
+                         config=config, max_samples=args.max_samples)
         return AggregatorDaemon(node, enc, plan, [t for v in val.values() for t in v])
     from orchestrator.daemons.relayer import RelayerDaemon
 
