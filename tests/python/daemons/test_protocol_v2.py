@@ -48,6 +48,7 @@ def _report(setup: Setup, round_id: int) -> dict:
     return json.loads(setup.consortium.store.cat(bytes32_to_cid(bytes(fin["metricsHash"]))))
 
 
+@pytest.mark.slow
 def test_finding2_round_scope_unlearning_excludes_later_descendant_adapters(tmp_path: Path) -> None:
     """Business's round-2 adapter continues its round-1 adapter: removing round 1 removes both,
     on chain and in the receipt's merge and in the next round's merge (on v1 round 2 came back)."""
