@@ -22,6 +22,7 @@ from web3.contract import Contract
 
 from orchestrator.chain.artifacts import (
     DEFAULT_BUILD_DIR,
+    PROJECT_ROOT,
     ArtifactError,
     ContractRecord,
     Manifest,
@@ -221,7 +222,11 @@ class ProtocolParams:
 
 
 def _artifact_ref(build_dir: Path, name: str) -> str:
-    return str(Path(build_dir) / f"{name}.json")
+    path = Path(build_dir) / f"{name}.json"
+    try:  # relative to the project, so a manifest does not reveal the deployer's folders
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def deploy_protocol(
@@ -278,17 +283,23 @@ def deploy_protocol(
     if params.base_model_cid is not None:
         send(registry.functions.setBaseModel(params.base_model_cid))
 
-    if params.local:
-        aggregators = tuple(params.aggregators) if params.aggregators is not None else (deployer,)
-        relayers = tuple(params.relayers) if params.relayers is not None else (deployer,)
-        aggregator_role = membership.functions.AGGREGATOR_ROLE().call()
-        relayer_role = membership.functions.RELAYER_ROLE().call()
-        for account in aggregators:
-            send(membership.functions.grantRole(aggregator_role, account))
-        for account in relayers:
-            send(membership.functions.grantRole(relayer_role, account))
-        default_aggregator = params.default_aggregator or (aggregators[0] if aggregators else deployer)
+    # Roles named explicitly are granted on any network; the deployer gets them by default only
+    # on a development chain (``local``), as scripts/deploy.py does.
+    fallback = (deployer,) if params.local else ()
+    aggregators = tuple(params.aggregators) if params.aggregators is not None else fallback
+    relayers = tuple(params.relayers) if params.relayers is not None else fallback
+    aggregator_role = membership.functions.AGGREGATOR_ROLE().call()
+    relayer_role = membership.functions.RELAYER_ROLE().call()
+    for account in aggregators:
+        send(membership.functions.grantRole(aggregator_role, account))
+    for account in relayers:
+        send(membership.functions.grantRole(relayer_role, account))
+    default_aggregator = params.default_aggregator or (aggregators[0] if aggregators else None)
+    if default_aggregator is None and params.local:
+        default_aggregator = deployer
+    if default_aggregator is not None:
         send(unlearning.functions.setDefaultAggregator(default_aggregator))
+    if params.local:
         if params.min_stake and deployer in aggregators:
             # An aggregator answers unlearning requests, so it must be slashable; other
             # aggregators stake from their own wallets.

@@ -187,6 +187,9 @@ def train_adapter(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     last_good = [torch.empty_like(p) for p in params]
     order = data_order(len(data), cfg.steps * cfg.batch_size, cfg.seed)
+    from orchestrator.learning import distributed
+
+    world = distributed.current_world()  # set under torchrun: each rank takes its rows of each batch
     meta = {
         "base_model": base,
         "num_samples": len(texts),
@@ -202,6 +205,8 @@ def train_adapter(
     try:
         for step in range(cfg.steps):
             idx = torch.tensor(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            if world is not None:
+                idx = distributed.shard(idx, world)
             mask = data.attention_mask[idx].to(device)
             out = peft_model(
                 input_ids=data.input_ids[idx].to(device),
@@ -211,7 +216,10 @@ def train_adapter(
             loss = out.loss
             if not torch.isfinite(loss):
                 _fail_nan(peft_model, out_dir, meta, step, f"loss is {loss.item()}")
-            loss.backward()
+            if world is None:
+                loss.backward()
+            else:
+                loss = distributed.backward(loss, data.labels[idx], params)
             # One fused check, one sync: a finite sum means every element is finite (a sum that
             # overflows on huge finite values is flagged too, an equally good reason to stop).
             if not _all_finite([p.grad for p in params if p.grad is not None]):
@@ -233,7 +241,10 @@ def train_adapter(
     seconds = time.perf_counter() - started
     peft_model.eval()
     meta["final_loss"] = losses[-1]
-    save_peft(peft_model, Path(out_dir), meta)
+    if world is None or world.rank == 0:
+        save_peft(peft_model, Path(out_dir), meta)
+    if world is not None:
+        distributed.barrier()
     return TrainResult(Path(out_dir), len(texts), losses[-1], tokens, seconds, losses)
 
 
