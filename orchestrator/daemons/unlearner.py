@@ -167,7 +167,8 @@ class UnlearningDaemon(Daemon):
             history = reader.history(sub.round_id, org)
             for old, new in zip(history, history[1:]):
                 if new.kind == "replaced" and new.request_id == request_id:
-                    removed.append(modelbook.Input(org, old.round_id, old.cid, old.num_samples))
+                    removed.append(modelbook.Input(org, old.round_id, old.cid, modelbook.clipped(
+                        old.num_samples, modelbook.round_cap(self.node, old.round_id))))
         before = [next((i for i in removed if i.round == round_id), current) if i.org == org else i for i in after]
         self._complete(request_id, org, Plan(before, after, removed, self._fetch(before, after)), started)
 
