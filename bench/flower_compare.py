@@ -167,6 +167,63 @@ def daemons_round(n: int, work: Path) -> dict[str, float]:
     return {"round_s": r["round_wall_s"], "learning_s": r["learning_s"], "overhead_s": r["critical_overhead_s"]}
 
 
+# -- growth of the aggregator's overhead with the number of orgs (simulated orgs on anvil) ----------
+def aggregator_overhead(n: int, work: Path) -> dict[str, float]:
+    """The aggregator's non-learning work for one round of ``n`` simulated orgs on anvil.
+
+    A simulated org trains nothing: it seals one pre-trained tiny adapter for itself (bound to
+    its round and address, as a real org's), stores it and submits it from its own wallet. The
+    timed part is what the aggregator's ``RoundClosed`` handler does before learning starts:
+    verify every submission (fetch, decrypt, check the binding, validate; reject bad ones),
+    read each member's live contribution from the chain, fetch the merge inputs and read the
+    merge recipients' keys. The merge, scoring and evaluation are learning and not timed.
+    """
+    from orchestrator.chain.anvil import AnvilProcess
+    from orchestrator.chain.connection import connect, funded_accounts
+    from orchestrator.daemons import modelbook
+    from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
+    from orchestrator.daemons.consortium import deploy_consortium
+    from orchestrator.daemons.roundconfig import RoundConfig
+    from orchestrator.learning.api import TrainConfig, load_org_data, train_adapter
+    from orchestrator.merkle import data_commitment
+    from orchestrator.storage import adapters as sealed
+    from orchestrator.storage.cid import cid_to_bytes32
+    from orchestrator.storage.embedded import EmbeddedStore
+
+    texts = load_org_data("business", max_train=8).train
+    train = TrainConfig(steps=1, batch_size=2, seq_len=32)
+    adapter = train_adapter("tiny", texts, train, work / "adapter", progress=False).adapter_dir
+    names = [f"org{i:03d}" for i in range(n)]
+    with AnvilProcess(accounts=3) as chain:
+        w3 = connect(chain.url)
+        cons = deploy_consortium(w3, w3, funded_accounts(w3, 3 + n, amount_wei=10**19), names,
+                                 EmbeddedStore(work / "ipfs"))
+        cfg = RoundConfig(model="tiny", train=train.to_dict(), eval_seq_len=32,
+                          aggregator_keys={cons.aggregator.address: cons.aggregator.enc_public.hex()})
+        agg = AggregatorDaemon(cons.node(cons.aggregator, work / "agg"), cons.aggregator.enc_private,
+                               RoundPlan(rounds=1, config=cfg), texts[:2])
+        round_id = agg.open_round()
+        rounds = cons.protocol.contract("Rounds")
+        commitment = data_commitment(texts)
+        for name in names:
+            org = cons.orgs[name]
+            node = cons.node(org, work / name)
+            recipients = {**cfg.recipient_keys(), org.address.lower(): org.enc_public}
+            cid = sealed.store_adapter(node.store, adapter, recipients,
+                                       context=modelbook.binding(node, round_id, org.address))
+            node.send(rounds.functions.submitUpdate(round_id, cid_to_bytes32(cid), len(texts), commitment))
+        agg.node.send(rounds.functions.closeRound(round_id))
+        started = time.perf_counter()
+        rejected = agg._verify_submissions(round_id)
+        inputs = modelbook.current_inputs(agg.node, up_to_round=round_id)
+        modelbook.fetch_inputs(agg.node, inputs, agg.encryption_key, agg.work / "adapters")
+        modelbook.merge_recipients(agg.node, cfg.recipient_keys())
+        seconds = time.perf_counter() - started
+    if rejected or len(inputs) != n:
+        raise RuntimeError(f"{n} simulated orgs: {len(rejected)} rejected, {len(inputs)} inputs")
+    return {"orgs": n, "aggregator_overhead_s": seconds, "per_org_ms": 1000 * seconds / n}
+
+
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"runs": len(runs)}
 
@@ -180,7 +237,25 @@ def main() -> None:
     ap.add_argument("--rows", default="a1,a2,b,c", help="which rows to run (default a1,a2,b,c)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; medians reported (default 3)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--scale", type=int, nargs="*", default=None,
+                    help="instead: the aggregator's overhead for these numbers of simulated orgs on anvil "
+                         "(e.g. 50 100 200 500); growth no faster than linear = flat or falling ms per org")
     args = ap.parse_args()
+    if args.scale:
+        scale_rows = []
+        for n in args.scale:
+            runs = []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs.append(aggregator_overhead(n, Path(tmp)))
+                print(f"{n} simulated orgs: {json.dumps(runs[-1])}", flush=True)
+            scale_rows.append(median_of(runs))
+        print("\n| simulated orgs | aggregator overhead (s) | per org (ms) |\n|---:|---:|---:|")
+        for r in scale_rows:
+            print(f"| {r['orgs']:.0f} | {r['aggregator_overhead_s']:.2f} | {r['per_org_ms']:.1f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps(scale_rows, indent=1))
+        return
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     rows = set(args.rows.split(","))
     results: dict[int, dict[str, dict[str, float] | str]] = {}

@@ -243,11 +243,12 @@ def deploy_protocol(
     call time); the registry reads contributions from Rounds (``setRounds``); Rounds gets
     REGISTRAR on the registry; Unlearning gets REGISTRAR and REVOKER on the registry (REVOKER
     also lets it replace submissions in Rounds), SLASHER and LOCKER on Staking; Membership gets
-    LOCKER on Staking (a member's stake is locked while it is a member). With ``params.local``
-    (development chains) also: the aggregators and relayers (default: the deployer) get their
-    Membership roles, the first aggregator becomes the default aggregator (answerable for new
-    unlearning requests), the deployer stakes ``min_stake`` if it is an aggregator, the orgs
-    receive ``org_tokens`` and the reward pool is funded.
+    LOCKER on Staking (a member's stake is locked while it is a member). On any network the
+    named aggregators and relayers get their Membership roles and the first aggregator becomes
+    the default aggregator (answerable for new unlearning requests). With ``params.local``
+    (development chains) also: the deployer takes those roles when none are named and stakes
+    ``min_stake`` if it is an aggregator, the orgs receive ``org_tokens`` and the reward pool is
+    funded.
     """
     params = params or ProtocolParams()
     deployer = transactor.address

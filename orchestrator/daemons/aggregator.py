@@ -40,6 +40,7 @@ from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 ROUND_NONE, ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED, ROUND_CANCELLED = 0, 1, 2, 3, 4
 
 #: Fetch failures attributable to the submitter: these (and only these) reject on chain.
+#: (A sealed header bound to another org or round is a DecryptionError subclass.)
 SUBMITTER_FAULTS: tuple[type[StorageError], ...] = (
     serr.DecryptionError, serr.BindingMismatchError, serr.AdapterValidationError, serr.InvalidCidError,
     serr.PayloadTooLargeError,

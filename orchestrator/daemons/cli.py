@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "deploy",
         help="deploy the protocol (and optionally the anchor) from the build artifacts over JSON-RPC",
         description="Deploys with the key in $ORCH_PRIVATE_KEY (or $ORCH_KEYSTORE + $ORCH_KEYSTORE_PASSWORD) "
-        "and writes deployments/<chainid>.json. For brownie users: `brownie run scripts/deploy.py` does the same.",
+        "and writes deployments/<chainid>.json. Parameters from ORCH_MIN_STAKE, ORCH_UNBOND_DELAY, "
+        "ORCH_RESPONSE_WINDOW, ORCH_SLASH_AMOUNT, ... as for scripts/deploy.py. For brownie users: "
+        "`brownie run scripts/deploy.py` does the same.",
     )
     dep.add_argument("--rpc-url", default=os.environ.get("ORCH_RPC_URL"), help="JSON-RPC URL (env ORCH_RPC_URL)")
     dep.add_argument("--aggregator", action="append", default=None, help="address given AGGREGATOR_ROLE (repeatable)")
@@ -144,8 +146,11 @@ def _deploy(args: argparse.Namespace) -> int:
         raise ConfigError("--org only hands out test tokens, which happens with --dev; add --dev on a development chain")
     w3 = connect(args.rpc_url)
     account = load_signer()
-    params = ProtocolParams(orgs=orgs, aggregators=aggregators, relayers=relayers, local=args.dev,
-                            network=args.network or redact_url(args.rpc_url))
+    try:  # ORCH_MIN_STAKE, ORCH_UNBOND_DELAY, ... as for scripts/deploy.py
+        params = ProtocolParams.from_env(orgs=orgs, aggregators=aggregators, relayers=relayers, local=args.dev,
+                                         network=args.network or redact_url(args.rpc_url))
+    except ValueError as exc:
+        raise ConfigError(f"deployment parameters: {exc}") from None
     out = Path(args.out_dir) if args.out_dir else DEFAULT_DEPLOYMENTS_DIR
     manifest = deploy_protocol(w3, Transactor(w3, account), params,
                                manifest_path=Manifest.path_for(int(w3.eth.chain_id), out))

@@ -65,4 +65,12 @@ def daemon_args(role: str, run_config: Mapping[str, Any], node_config: Mapping[s
         "budget": float(_lookup("ledger-reward-budget", run_config) or 1000.0),
     }
     values.update(extra)
-    return argparse.Namespace(**values)
+    # Start from the `daemon` command's own defaults, so options added there later keep working.
+    from orchestrator.daemons import cli
+
+    parser = argparse.ArgumentParser(add_help=False)
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["daemon", "--role", role])
+    for key, value in values.items():
+        setattr(args, key, value)
+    return args

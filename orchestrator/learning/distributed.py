@@ -1,5 +1,10 @@
 """The training step on several processes (``torchrun``/``accelerate``): data parallel, same adapter.
 
+Asking for it: set ``ORCH_TRAIN_NPROC=N`` (N > 1) in the environment of whatever calls
+``train_adapter`` (the trainer daemon, a Flower ClientApp, the CLI): the call then runs the step
+under ``torchrun --standalone --nproc-per-node N`` and returns its result as usual. Or launch it
+yourself: ``torchrun --nproc-per-node N -m orchestrator.learning.distributed ...``.
+
 When ``train_adapter`` runs inside an initialised ``torch.distributed`` process group (``torchrun
 --nproc-per-node N -m orchestrator.learning.distributed ...``, or any launcher that calls
 ``init_process_group`` first), every rank builds the same model and LoRA init (same seed),
@@ -83,6 +88,37 @@ def barrier() -> None:
     dist.barrier()
 
 
+def requested_processes() -> int:
+    """``ORCH_TRAIN_NPROC`` (default 1): how many processes ``train_adapter`` should train with."""
+    raw = os.environ.get("ORCH_TRAIN_NPROC", "1").strip() or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        raise LearningError(f"ORCH_TRAIN_NPROC must be a whole number of processes, got {raw!r}") from None
+    if n < 1:
+        raise LearningError(f"ORCH_TRAIN_NPROC must be at least 1, got {n}")
+    return n
+
+
+def should_launch() -> int:
+    """The process count to launch with, or 0 when training here (asked for 1, or already a rank)."""
+    n = requested_processes()
+    return n if n > 1 and "RANK" not in os.environ else 0
+
+
+def train_in_processes(model: str, texts: Sequence[str], cfg: Any, out_dir: Path, nproc: int,
+                       init_adapter: Path | None = None) -> Any:
+    """``train_adapter`` on ``nproc`` processes; the same :class:`TrainResult` shape."""
+    import time
+
+    from orchestrator.learning.train import TrainResult
+
+    started = time.perf_counter()
+    summary = train_with_torchrun(model, texts, cfg.to_json(), Path(out_dir), nproc, init_adapter=init_adapter)
+    return TrainResult(Path(summary["adapter_dir"]), int(summary["num_samples"]), float(summary["final_loss"]),
+                       int(summary["tokens"]), time.perf_counter() - started, list(summary["losses"]))
+
+
 # -- launching -----------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for ``torchrun ... -m orchestrator.learning.distributed``."""
@@ -118,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = train_adapter(args.model, texts, TrainConfig.from_json(args.config), Path(args.out),
                                init_adapter=Path(args.init_adapter) if args.init_adapter else None, progress=False)
+        tokens = torch.tensor([result.tokens], dtype=torch.int64)
+        dist.all_reduce(tokens)
         if dist.get_rank() == 0:
             print(json.dumps({"adapter_dir": str(result.adapter_dir), "num_samples": result.num_samples,
-                              "final_loss": result.final_loss, "losses": result.losses,
+                              "final_loss": result.final_loss, "losses": result.losses, "tokens": int(tokens[0]),
                               "world_size": dist.get_world_size()}), flush=True)
     finally:
         dist.destroy_process_group()

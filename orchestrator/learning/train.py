@@ -167,6 +167,12 @@ def train_adapter(
     ``cfg``'s).  A non-finite loss or gradient stops training with ``LearningError`` after
     saving the last good adapter to ``out_dir``.
     """
+    from orchestrator.learning import distributed
+
+    nproc = distributed.should_launch()  # ORCH_TRAIN_NPROC > 1: this step on that many processes
+    if nproc:
+        return distributed.train_in_processes(model_spec, texts, cfg, Path(out_dir), nproc, init_adapter)
+
     import torch
     from peft import PeftModel, get_peft_model
 
@@ -187,8 +193,6 @@ def train_adapter(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     last_good = [torch.empty_like(p) for p in params]
     order = data_order(len(data), cfg.steps * cfg.batch_size, cfg.seed)
-    from orchestrator.learning import distributed
-
     world = distributed.current_world()  # set under torchrun: each rank takes its rows of each batch
     meta = {
         "base_model": base,

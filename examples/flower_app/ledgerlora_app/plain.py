@@ -34,7 +34,10 @@ def train_plain(msg: Message, context: Context) -> Message:
     with tempfile.TemporaryDirectory() as tmp:
         init = None
         if len(arrays) and "adapter-config" in config:
-            init = write_adapter(Adapter(None, json.loads(str(config["adapter-config"])), arrays.to_torch_state_dict(),
+            import torch
+
+            tensors = {key: torch.from_numpy(array.numpy().copy()) for key, array in arrays.items()}
+            init = write_adapter(Adapter(None, json.loads(str(config["adapter-config"])), tensors,
                                          {"base_model": model_id(model), "num_samples": len(texts)}),
                                  Path(tmp) / "global")
         started = time.perf_counter()

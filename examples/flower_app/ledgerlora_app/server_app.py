@@ -33,15 +33,15 @@ class LoraFedAvg(FedAvg):
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
-        replies = [m for m in replies if not m.has_error()]
+        replies = list(replies)
         learning = []
-        for msg in replies:
+        for msg in (m for m in replies if not m.has_error()):
             if "adapter" in msg.content.config_records:
                 self.adapter_config = str(msg.content.config_records.pop("adapter")["adapter-config"])
             learning.append(float(msg.content.metric_records["metrics"].pop("learning-seconds", 0.0)))
         self.stats.append({"round": server_round, "clients_learning_max_s": max(learning, default=0.0),
                            "clients_learning_sum_s": sum(learning), "aggregator_learning_s": 0.0,
-                           "replies": len(replies)})
+                           "replies": sum(not m.has_error() for m in replies)})
         return super().aggregate_train(server_round, replies)
 
     def aggregate_evaluate(self, server_round, replies):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ corrupt block file in the aggregator's store, the set-aside event a real reverti
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def test_a_set_aside_event_is_listed_and_requeued_by_command_after_the_cause_is_
     listing = capsys.readouterr().out
     assert "Rounds.RoundOpened" in listing and "RoundsNotMember" in listing and "1 set-aside event(s)" in listing
     ident = listing.split()[0]
+    (shown,) = collect(cons.private, cons.protocol, [trainer.node.state_dir])["set_aside"]  # `status` shows it too
+    assert shown["id"] == ident and shown["event"] == "Rounds.RoundOpened"
     send(cons.private, cons.governor.account, cons.protocol.contract("LedgerToken").functions.transfer(
         newcomer.address, cons.protocol.contract("Membership").functions.minStake().call()))
     assert org.ensure_member(trainer.node, newcomer.enc_public, "sport")  # the operator fixes the cause
@@ -103,15 +106,20 @@ def test_a_set_aside_event_is_listed_and_requeued_by_command_after_the_cause_is_
     assert not trainer.scanner.dead_letters()
 
 
-def test_a_storage_fault_on_the_aggregator_side_never_rejects_the_submitter(
+def test_aggregator_waits_for_members_names_the_missing_and_never_rejects_for_its_own_storage_fault(
         setup: Setup, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     cons = setup.consortium
     rounds = cons.protocol.contract("Rounds")
     agg = setup.aggregator
     agg.retry_backoff = (0.0, 0.0)
-    agg.plan = type(agg.plan)(**{**agg.plan.__dict__, "status_every_s": 0.0})
     caplog.set_level(logging.INFO, logger="orchestrator")
+    agg.plan = replace(agg.plan, status_every_s=0.0, min_members=4)
+    agg.tick()  # 3 members, 4 wanted: no round opens (before: a round with whoever was there, even nobody)
+    assert int(rounds.functions.roundCount().call()) == 0
+    assert _messages(caplog, "waiting for members before opening a round: 3 of at least 4")
+    agg.plan = replace(agg.plan, min_members=3)
     agg.tick()  # round 1 opens
+    assert int(rounds.functions.roundCount().call()) == 1
     for t in setup.trainers.values():
         t.tick()
     agg.tick()  # politics (no daemon) has not submitted: the aggregator says so

@@ -16,22 +16,25 @@ import pytest
 from orchestrator.learning.adapters import read_adapter
 from orchestrator.learning.config import TrainConfig
 from orchestrator.learning.data import load_org_data
-from orchestrator.learning.distributed import train_with_torchrun
 from orchestrator.learning.train import train_adapter
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_gloo_processes_train_the_same_adapter_as_one(tmp_path: Path) -> None:
+def test_two_gloo_processes_train_the_same_adapter_as_one(tmp_path: Path, monkeypatch) -> None:
+    """ORCH_TRAIN_NPROC=2 makes train_adapter (what the trainer daemon calls) run under torchrun."""
     import torch
 
     texts = load_org_data("business", max_train=8).train
     cfg = TrainConfig(steps=2, batch_size=4, seq_len=32)
     single = train_adapter("tiny", texts, cfg, tmp_path / "one", progress=False)
-    summary = train_with_torchrun("tiny", texts, cfg.to_json(), tmp_path / "two", 2, timeout=600)
-    assert summary["world_size"] == 2
+    monkeypatch.setenv("ORCH_TRAIN_NPROC", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    double = train_adapter("tiny", texts, cfg, tmp_path / "two", progress=False)
+    assert double.adapter_dir == tmp_path / "two" and double.num_samples == single.num_samples
+    assert double.tokens == single.tokens  # the two ranks together saw exactly the one-process batches
 
-    one, two = read_adapter(single.adapter_dir), read_adapter(Path(summary["adapter_dir"]))
+    one, two = read_adapter(single.adapter_dir), read_adapter(double.adapter_dir)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
     assert two.config == one.config
     assert {k: v for k, v in two.meta.items() if k != "final_loss"} == {
@@ -44,5 +47,17 @@ def test_two_gloo_processes_train_the_same_adapter_as_one(tmp_path: Path) -> Non
         torch.testing.assert_close(t2, t1, rtol=1e-4, atol=1e-6)
         moved = moved or ".lora_B." in key and bool(t1.abs().sum() > 0)
     assert moved  # the steps changed B (initialised to zero), so the comparison is not vacuous
-    assert summary["losses"] == pytest.approx(single.losses, rel=1e-5)
+    assert double.losses == pytest.approx(single.losses, rel=1e-5)
     assert json.loads(cfg.to_json()) == one.meta["config"]
+
+
+def test_a_bad_process_count_is_refused_with_its_value(monkeypatch) -> None:
+    from orchestrator.errors import LearningError
+    from orchestrator.learning.distributed import requested_processes
+
+    monkeypatch.setenv("ORCH_TRAIN_NPROC", "two")
+    with pytest.raises(LearningError, match="'two'"):
+        requested_processes()
+    monkeypatch.setenv("ORCH_TRAIN_NPROC", "0")
+    with pytest.raises(LearningError, match="at least 1"):
+        requested_processes()
