@@ -19,8 +19,19 @@ from eth_utils import keccak, to_checksum_address
 
 from orchestrator.chain.errors import ArtifactError
 
-DEFAULT_BUILD_DIR = Path("build/contracts")
-DEFAULT_DEPLOYMENTS_DIR = Path("deployments")
+#: The project checkout this package runs from (an editable install, or the repository itself).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project_dir(env: str, relative: str) -> Path:
+    """``$env`` if set, else ``relative`` inside the project (so the CLI works from any folder)."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    return PROJECT_ROOT / relative
+
+
+DEFAULT_BUILD_DIR = _project_dir("ORCH_BUILD_DIR", "build/contracts")
+DEFAULT_DEPLOYMENTS_DIR = _project_dir("ORCH_DEPLOYMENTS_DIR", "deployments")
 
 _COMPILE_HINT = "run `make setup` (or `brownie compile`) in the repository root"
 

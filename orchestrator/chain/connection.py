@@ -31,7 +31,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3Exception
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import RPCEndpoint
@@ -39,6 +39,7 @@ from web3.types import RPCEndpoint
 from orchestrator.chain.errors import ChainConnectionError, ChainError
 from orchestrator.chain.retry import retry
 from orchestrator.errors import ConfigError
+from orchestrator.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -154,20 +155,35 @@ def _tester(w3: Web3) -> Any:
 
 def _json_rpc(url: str, *, timeout: float, attempts: int, backoff: float) -> Web3:
     # Our own retry covers the first contact (so an unreachable URL fails with one clear
-    # message); afterwards web3's retry of idempotent reads is switched back on.
+    # message); afterwards web3's retry of idempotent reads is switched back on. Messages name
+    # the endpoint only as redact(url): no credentials from the URL ever reach a log or error.
+    shown = redact(url)
     provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
     w3 = Web3(provider)
     # geth/Besu clique/QBFT networks put >32 bytes in extraData; harmless elsewhere.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     try:
-        retry(lambda: w3.eth.chain_id, attempts=attempts, backoff=backoff, what=f"eth_chainId at {url}")
+        retry(lambda: w3.eth.chain_id, attempts=attempts, backoff=backoff, what=f"eth_chainId at {shown}")
     except ChainConnectionError as exc:
         raise ChainConnectionError(
-            f"cannot reach the JSON-RPC endpoint {url} after {attempts} attempts ({exc.__cause__!r}). "
+            f"cannot reach the JSON-RPC endpoint {shown} after {attempts} attempts "
+            f"({redact(repr(exc.__cause__))}). "
             "Check that the node is running and listening on that host and port, that the URL "
             "(ORCH_RPC_URL) has the right scheme (http:// or https://), and that no firewall or "
             "proxy blocks it."
-        ) from exc
+        ) from None
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        reason = exc.response.reason if exc.response is not None else ""
+        hint = ("check the credentials in ORCH_RPC_URL or the provider's API key" if status in (401, 403)
+                else "check the URL's path (e.g. a missing /rpc or project id)" if status == 404
+                else "the endpoint refused the JSON-RPC request")
+        raise ChainConnectionError(
+            f"the JSON-RPC endpoint {shown} answered HTTP {status} {reason}: {hint}") from None
+    except (ValueError, Web3Exception) as exc:  # not JSON, not JSON-RPC
+        raise ChainConnectionError(
+            f"the endpoint {shown} did not answer eth_chainId as a JSON-RPC node "
+            f"({type(exc).__name__}: {redact(exc)}); is it an Ethereum node's RPC URL?") from None
     provider.exception_retry_configuration = ExceptionRetryConfiguration(
         errors=(requests.ConnectionError, requests.Timeout), retries=3, backoff_factor=0.2
     )
@@ -197,13 +213,13 @@ def connect(
         return _in_process(chain_id or DEFAULT_INPROCESS_CHAIN_ID)
     if not rpc_url.startswith(("http://", "https://")):
         raise ConfigError(
-            f"RPC URL {rpc_url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8545 "
+            f"RPC URL {redact(rpc_url)!r} is not an http(s) URL; give e.g. http://127.0.0.1:8545 "
             "(websocket and IPC endpoints are not supported)"
         )
     w3 = _json_rpc(rpc_url, timeout=timeout, attempts=attempts, backoff=backoff)
     if chain_id is not None and w3.eth.chain_id != chain_id:
         raise ChainError(
-            f"the node at {rpc_url} serves chain id {w3.eth.chain_id}, expected {chain_id}; "
+            f"the node at {redact(rpc_url)} serves chain id {w3.eth.chain_id}, expected {chain_id}; "
             "check ORCH_RPC_URL / ORCH_CHAIN_ID"
         )
     return w3

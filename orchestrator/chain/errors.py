@@ -61,6 +61,10 @@ class ContractRevertError(ChainError):
         self.tx_hash = tx_hash
 
 
+class StateMismatchError(ChainError):
+    """A daemon's state directory belongs to another chain or deployment (reset, redeploy)."""
+
+
 class ScannerHaltedError(ChainError):
     """The event scanner's circuit breaker tripped after too many consecutive handler failures."""
 
@@ -73,5 +77,6 @@ __all__ = [
     "NonceError",
     "ScannerHaltedError",
     "SignerError",
+    "StateMismatchError",
     "TransactionTimeoutError",
 ]

@@ -14,6 +14,7 @@ from typing import TypeVar
 import requests
 
 from orchestrator.chain.errors import ChainConnectionError
+from orchestrator.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,13 @@ def retry(
             last = exc
             if i + 1 < attempts:
                 delay = min(max_backoff, backoff * (2**i))
-                log.warning("%s failed (%s: %s); retry %d/%d in %.2fs", what, type(exc).__name__,
-                            exc, i + 1, attempts - 1, delay)
+                # debug: callers log the outcome once (a daemon logs one line per outage)
+                log.debug("%s failed (%s: %s); retry %d/%d in %.2fs", redact(what), type(exc).__name__,
+                            redact(exc), i + 1, attempts - 1, delay)
                 sleep(delay)
     assert last is not None
     if isinstance(last, ChainConnectionError):
         raise last
     raise ChainConnectionError(
-        f"{what} failed after {attempts} attempts: {type(last).__name__}: {last}"
+        redact(f"{what} failed after {attempts} attempts: {type(last).__name__}: {last}")
     ) from last

@@ -9,7 +9,14 @@ State lives in one SQLite file (WAL mode, synchronous=NORMAL; several scanners m
 * ``cursor``     the highest block whose logs have been fetched, and that block's hash;
 * ``pending``    fetched logs that are not yet processed (raw log JSON, attempts, last error);
 * ``processed``  the ``(tx_hash, log_index)`` set of events a handler has completed;
-* ``dead``       events given up on after ``max_attempts`` handler failures.
+* ``dead``       events set aside after ``max_attempts`` handler failures; each is moved back to
+                 ``pending`` after an exponential backoff (``dead_letter_backoff``; the cause,
+                 e.g. a missing stake, may be gone by then), or at once by :meth:`requeue_dead_letters`
+                 (``python -m orchestrator daemon dead-letters --requeue``);
+* ``binding``    the deployment the state belongs to: chain id, genesis block hash, hash of the
+                 start (deployment) block and the contract addresses. A state directory reused
+                 after a chain reset or a redeploy is refused with :class:`StateMismatchError`
+                 instead of being taken for a reorg (which would silently skip earlier events).
 
 Fetched logs enter ``pending`` in the same SQLite transaction that moves the cursor past their
 block, so a crash between two steps can neither lose an event (it stays pending and is
@@ -39,7 +46,7 @@ from web3.datastructures import AttributeDict
 from web3.exceptions import BlockNotFound
 
 from orchestrator.chain.artifacts import contract_name
-from orchestrator.chain.errors import ChainError, ScannerHaltedError
+from orchestrator.chain.errors import ChainConnectionError, ChainError, ScannerHaltedError, StateMismatchError
 from orchestrator.chain.retry import retry
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,95 @@ CREATE TABLE IF NOT EXISTS dead (
     scanner TEXT NOT NULL, tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL,
     log_json TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, failed_at REAL NOT NULL,
     PRIMARY KEY (scanner, tx_hash, log_index));
+CREATE TABLE IF NOT EXISTS binding (
+    scanner TEXT PRIMARY KEY, chain_id INTEGER NOT NULL, genesis_hash TEXT NOT NULL,
+    start_block INTEGER NOT NULL, start_hash TEXT NOT NULL, addresses TEXT NOT NULL, bound_at REAL NOT NULL);
 """
+#: Columns added after the first release (created on open when missing).
+_MIGRATIONS = (
+    ("pending", "requeues", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead", "requeues", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead", "retry_at", "REAL"),
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event set aside after repeated handler failures (raw log, no ABI needed to list it)."""
+
+    scanner: str
+    tx_hash: str
+    log_index: int
+    block: int
+    address: str
+    topic: str
+    attempts: int
+    requeues: int
+    last_error: str
+    failed_at: float
+    retry_at: float | None
+
+    @property
+    def id(self) -> str:
+        """Short, stable id for the CLI: the first 10 hex digits of the tx hash and the log index."""
+        return f"{self.tx_hash[:10]}:{self.log_index}"
+
+    def matches(self, ident: str) -> bool:
+        tx, _, index = ident.partition(":")
+        return bool(tx) and self.tx_hash.lower().startswith(tx.lower()) and (not index or index == str(self.log_index))
+
+
+class DeadLetterStore:
+    """The set-aside events of every scanner in one state database, without a chain connection."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> DeadLetterStore:
+        path = Path(path)
+        if not path.is_file():
+            raise StateMismatchError(f"no daemon state database at {path}")
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        _migrate(db)
+        return cls(db, path)
+
+    def list(self, scanner: str | None = None) -> list[DeadLetter]:
+        rows = self._db.execute(
+            "SELECT scanner, tx_hash, log_index, block, log_json, attempts, requeues, last_error, failed_at, retry_at "
+            "FROM dead WHERE (? IS NULL OR scanner=?) ORDER BY block, log_index", (scanner, scanner)).fetchall()
+        out = []
+        for name, tx, index, block, log_json, attempts, requeues, error, failed_at, retry_at in rows:
+            raw = json.loads(log_json)
+            out.append(DeadLetter(name, tx, int(index), int(block), raw["address"], (raw["topics"] or [""])[0],
+                                  int(attempts), int(requeues), str(error or ""), float(failed_at),
+                                  None if retry_at is None else float(retry_at)))
+        return out
+
+    def requeue(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        """Move ``letters`` back to pending (attempts reset); they are delivered on the next poll."""
+        with _Transaction(self._db):
+            for d in letters:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO pending(scanner, tx_hash, log_index, block, log_json, attempts, "
+                    "last_error, requeues) SELECT scanner, tx_hash, log_index, block, log_json, 0, last_error, "
+                    "requeues + 1 FROM dead WHERE scanner=? AND tx_hash=? AND log_index=?",
+                    (d.scanner, d.tx_hash, d.log_index))
+                self._db.execute("DELETE FROM dead WHERE scanner=? AND tx_hash=? AND log_index=?",
+                                 (d.scanner, d.tx_hash, d.log_index))
+        return list(letters)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    for table, column, decl in _MIGRATIONS:
+        if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
 
 
 @dataclass(frozen=True)
@@ -114,7 +209,9 @@ class EventScanner:
     unlikely to be reorganised); ``reorg_depth`` is how far it rewinds when the block under its
     cursor has changed. ``start_block`` is where a new state starts (a deployment block).
     ``max_attempts`` handler failures dead-letter an event; ``breaker_threshold`` consecutive
-    failures stop :meth:`run` with :class:`ScannerHaltedError`.
+    failures stop :meth:`run` with :class:`ScannerHaltedError`. ``dead_letter_backoff`` =
+    (first, largest) seconds after which a dead letter is retried (doubling per requeue).
+    ``deployment`` (contract name -> address, e.g. the manifest's) is part of the state's binding.
     """
 
     def __init__(
@@ -132,6 +229,8 @@ class EventScanner:
         breaker_threshold: int = 5,
         rpc_attempts: int = 3,
         rpc_backoff: float = 0.25,
+        dead_letter_backoff: tuple[float, float] = (60.0, 3600.0),
+        deployment: Mapping[str, str] | None = None,
     ) -> None:
         if not contract_events:
             raise ValueError("contract_events is empty: give at least one (contract, event name)")
@@ -152,6 +251,9 @@ class EventScanner:
         self.breaker_threshold = breaker_threshold
         self.rpc_attempts = rpc_attempts
         self.rpc_backoff = rpc_backoff
+        self.dead_letter_backoff = dead_letter_backoff
+        self.deployment = dict(deployment or {})
+        self._bound = False
         self.stats = ScannerStats()
         self._lock = threading.RLock()
         self._chunk = chunk_size
@@ -180,7 +282,8 @@ class EventScanner:
         # events, because pending rows and the cursor move in one transaction. FULL would fsync
         # every mark_processed (about 3 ms each here).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        _migrate(self._db)
+        self._dead = DeadLetterStore(self._db, self.state_db)
 
     # -- database --------------------------------------------------------------------------
 
@@ -228,6 +331,63 @@ class EventScanner:
         ).fetchall()
         return [(self._decode(json.loads(r[0])), int(r[1]), str(r[2])) for r in rows]
 
+    def set_aside(self) -> list[DeadLetter]:
+        """The dead letters of this scanner with their attempts, requeues and next retry time."""
+        return self._dead.list(self.name)
+
+    def requeue_dead_letters(self, ident: str | None = None, *, due_only: bool = False) -> list[DeadLetter]:
+        """Move set-aside events back to pending: all, the one ``ident`` names, or those due.
+
+        ``due_only`` takes only those whose backoff (``retry_at``) has passed; the daemons call
+        it on every poll, and with no argument once when they start.
+        """
+        with self._lock:
+            letters = self._dead.list(self.name)
+            if ident is not None:
+                letters = [d for d in letters if d.matches(ident)]
+            if due_only:
+                now = time.time()
+                letters = [d for d in letters if d.retry_at is not None and d.retry_at <= now]
+            if letters:
+                self._dead.requeue(letters)
+                log.info("scanner %s: retrying %d set-aside event(s): %s", self.name, len(letters),
+                         ", ".join(d.id for d in letters))
+            return letters
+
+    # -- deployment binding ------------------------------------------------------------------
+
+    def _binding(self) -> tuple[int, str, int, str, str]:
+        chain_id = int(self._rpc(lambda: self.w3.eth.chain_id, "eth_chainId"))
+        genesis = self._block_hash(0) or ""
+        start = self._block_hash(self.start_block) or ""
+        addresses = json.dumps({**{str(k): to_checksum_address(v) for k, v in sorted(self.deployment.items())},
+                                "subscribed": self._addresses}, sort_keys=True)
+        return chain_id, genesis, self.start_block, start, addresses
+
+    def bind(self) -> None:
+        """Check (or, on first use, record) that this state belongs to the chain and deployment."""
+        if self._bound:
+            return
+        current = self._binding()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT chain_id, genesis_hash, start_block, start_hash, addresses FROM binding WHERE scanner=?",
+                (self.name,)).fetchone()
+            if row is None:
+                with self._tx():
+                    self._db.execute(
+                        "INSERT INTO binding(scanner, chain_id, genesis_hash, start_block, start_hash, addresses, "
+                        "bound_at) VALUES (?,?,?,?,?,?,?)", (self.name, *current, time.time()))
+            elif tuple(row) != current:
+                labels = ("chain id", "genesis block hash", "start block", "start block hash", "contract addresses")
+                diff = "; ".join(f"{label} was {_short(old)}, now {_short(new)}"
+                                 for label, old, new in zip(labels, row, current) if old != new)
+                raise StateMismatchError(
+                    f"state {self.state_db} (scanner {self.name}) belongs to another deployment ({diff}): "
+                    "after a chain reset or redeploy start the daemon with a new --state-dir (or move this "
+                    "one away); nothing was skipped")
+        self._bound = True
+
     # -- chain access ----------------------------------------------------------------------
 
     def _rpc(self, fn: Callable[[], Any], what: str) -> Any:
@@ -253,7 +413,9 @@ class EventScanner:
             stop = min(end, pos + self._chunk - 1)
             try:
                 logs = self._get_logs(pos, stop)
-            except Exception as exc:  # too many results / range too large / timeouts: shrink
+            except ChainConnectionError:
+                raise  # the node is unreachable: shrinking the range will not help
+            except Exception as exc:  # too many results / range too large: shrink
                 if self._chunk == 1:
                     raise ChainError(
                         f"scanner {self.name}: eth_getLogs for block {pos} failed even for a single "
@@ -343,6 +505,8 @@ class EventScanner:
         whose handler has not completed yet (they are re-delivered until marked processed or
         dead-lettered).
         """
+        self.bind()
+        self.requeue_dead_letters(due_only=True)
         with self._lock:
             head = int(self._rpc(lambda: self.w3.eth.block_number, "eth_blockNumber"))
             target = head - self.confirmations
@@ -417,21 +581,26 @@ class EventScanner:
                 (message, self.name, event.tx_hash, event.log_index),
             )
             row = self._db.execute(
-                "SELECT attempts, log_json FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
+                "SELECT attempts, log_json, requeues FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
                 (self.name, event.tx_hash, event.log_index),
             ).fetchone()
             if row is None or int(row[0]) < self.max_attempts:
                 return False
+            first, largest = self.dead_letter_backoff
+            now = time.time()
+            retry_at = now + min(largest, first * 2 ** int(row[2]))
             self._db.execute(
                 "INSERT OR REPLACE INTO dead(scanner, tx_hash, log_index, block, log_json, attempts, "
-                "last_error, failed_at) VALUES (?,?,?,?,?,?,?,?)",
-                (self.name, event.tx_hash, event.log_index, event.block, row[1], int(row[0]), message, time.time()),
+                "last_error, failed_at, requeues, retry_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (self.name, event.tx_hash, event.log_index, event.block, row[1], int(row[0]), message, now,
+                 int(row[2]), retry_at),
             )
             self._db.execute("DELETE FROM pending WHERE scanner=? AND tx_hash=? AND log_index=?",
                              (self.name, event.tx_hash, event.log_index))
             self.stats.dead_lettered += 1
-            log.error("scanner %s: giving up on %s.%s at block %d tx %s after %d attempts: %s",
-                      self.name, event.contract, event.name, event.block, event.tx_hash, row[0], message)
+            log.error("scanner %s: set aside %s.%s at block %d tx %s after %d attempts (retried in %.0fs, or "
+                      "`daemon dead-letters --requeue`): %s", self.name, event.contract, event.name, event.block,
+                      event.tx_hash, row[0], retry_at - now, message)
             return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -487,6 +656,11 @@ class EventScanner:
                 consecutive = 0
             stop.wait(poll_interval)
         return self.stats
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:10] + "..." + text[-6:]
 
 
 class _Transaction:

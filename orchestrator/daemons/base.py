@@ -10,7 +10,18 @@ twice when restarted. The scanner's processed-set makes duplicate deliveries har
 
 A handler failure is logged with the decoded revert, counted, and the event retried on the next
 tick; after ``max_consecutive_failures`` failures in a row the daemon stops on purpose (circuit
-breaker) instead of hammering the chain.
+breaker) instead of hammering the chain. Two kinds of trouble are not failures:
+
+* an RPC outage (:func:`is_outage`: the node refuses, times out or answers HTTP errors) anywhere
+  in a tick: the daemon logs one line when the outage starts and one when it ends, polls again
+  with exponential backoff (``outage_backoff``) for as long as it lasts, and resumes from its
+  persisted cursor; nothing is counted or dead-lettered;
+* :class:`RetryLater` from a handler (a local fault such as a corrupt block in the daemon's own
+  store): the event stays pending and is retried after a per-event exponential backoff
+  (``retry_backoff``), in order, without counting towards the breaker or the dead letters.
+
+Events the scanner set aside after ``max_attempts`` failures are retried with backoff by the
+scanner itself, and all of them once when a daemon process starts (``run_forever``).
 """
 
 from __future__ import annotations
@@ -23,19 +34,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from orchestrator.chain.contracts import Protocol
-from orchestrator.chain.errors import ContractRevertError
+from orchestrator.chain.errors import ChainConnectionError, ContractRevertError
 from orchestrator.chain.scanner import Event, EventScanner
 from orchestrator.chain.tx import Transactor
-from orchestrator.errors import DaemonError, OrchestratorError
+from orchestrator.errors import DaemonError, OrchestratorError, StorageError
+from orchestrator.redact import install_log_redaction, redact
 from orchestrator.storage.base import Store
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], None]
+
+
+class RetryLater(DaemonError):
+    """A handler could not act because of a local, passing fault; retry the event later."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the chain's RPC endpoint did not answer (not a revert, not a bug)."""
+    if isinstance(exc, StorageError):  # an IPFS endpoint speaks HTTP too; that is the store's fault
+        return False
+    return isinstance(exc, ChainConnectionError | requests.RequestException | ConnectionError | TimeoutError)
 
 
 @dataclass
@@ -71,8 +95,13 @@ class Daemon:
 
     role = "daemon"
     max_consecutive_failures = 5
+    #: (first, largest) seconds between polls while the RPC endpoint is unreachable.
+    outage_backoff: tuple[float, float] = (1.0, 30.0)
+    #: (first, largest) seconds before an event deferred with RetryLater is tried again.
+    retry_backoff: tuple[float, float] = (2.0, 120.0)
 
     def __init__(self, node: Node, name: str | None = None) -> None:
+        install_log_redaction()  # process-wide: no URL credential in any log line of a daemon process
         self.node = node
         self.name = name or f"{self.role}-{node.address[2:10].lower()}"
         self.log = logging.getLogger(f"orchestrator.daemons.{self.role}")
@@ -85,6 +114,7 @@ class Daemon:
                 name=self.name,
                 confirmations=node.confirmations,
                 start_block=node.protocol.manifest.first_block,
+                deployment={n: r.address for n, r in node.protocol.manifest.contracts.items()},
             )
             if subscriptions
             else None
@@ -92,6 +122,9 @@ class Daemon:
         self.failures = 0
         self.failures_total = 0
         self.actions: list[dict[str, Any]] = []
+        self.outage_since: float | None = None  # monotonic time the current RPC outage began
+        self._outage_wait = 0.0
+        self._deferred: dict[tuple[str, int], tuple[float, float]] = {}  # event key -> (retry at, delay)
 
     # -- to override ----------------------------------------------------------------------
     def subscriptions(self) -> list[tuple[Any, str]]:
@@ -114,31 +147,90 @@ class Daemon:
 
         After a failure the rest of the batch waits for the next tick (a handler never sees a
         later event before an earlier one); the scanner keeps the failed event pending, counts
-        its attempts and dead-letters it after its limit. Raises DaemonError when tripped.
+        its attempts and dead-letters it after its limit. Raises DaemonError when tripped. An
+        RPC outage ends the tick quietly (see :meth:`_outage`).
         """
-        events = self.scanner.poll() if self.scanner is not None else []
+        try:
+            events = self.scanner.poll() if self.scanner is not None else []
+        except Exception as exc:  # only outages are swallowed; anything else propagates
+            if not is_outage(exc):
+                raise
+            self._outage(exc)
+            return 0
+        self._reachable()
         handlers = self.handlers()
         handled = 0
         for event in events:
+            retry_at = self._deferred.get(event.key, (0.0, 0.0))[0]
+            if retry_at > time.monotonic():
+                break  # a deferred event holds back the ones after it (chain order)
             handler = handlers.get(event.name)
             try:
                 if handler is not None:
                     handler(event)
-            except (OrchestratorError, OSError, ValueError) as exc:
+            except RetryLater as exc:
+                self._defer(event, exc)
+                break
+            except Exception as exc:  # classified below; bugs propagate
+                if is_outage(exc):
+                    self._outage(exc)
+                    return handled
+                if not isinstance(exc, OrchestratorError | OSError | ValueError):
+                    raise
                 dead = self.scanner.record_failure(event, exc) if self.scanner is not None else False
                 self._fail(event, exc)
                 if dead:
                     continue
                 break
+            self._deferred.pop(event.key, None)
             if self.scanner is not None:
                 self.scanner.mark_processed(event)
             self.failures = 0
             handled += 1
         try:
             self.periodic()
-        except (OrchestratorError, OSError, ValueError) as exc:
-            self._fail(None, exc)
+        except Exception as exc:  # classified below; bugs propagate
+            if is_outage(exc):
+                self._outage(exc)
+            elif isinstance(exc, OrchestratorError | OSError | ValueError):
+                self._fail(None, exc)
+            else:
+                raise
         return handled
+
+    def _outage(self, exc: BaseException) -> None:
+        """The RPC endpoint did not answer: log once, back off, keep everything pending."""
+        first, largest = self.outage_backoff
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            self._outage_wait = first
+            self.log.error("%s: RPC endpoint unreachable (%s: %s); polling again with backoff up to %.0fs, "
+                           "nothing is lost", self.name, type(exc).__name__, redact(exc), largest)
+            self.record("rpc-unreachable", error=redact(f"{type(exc).__name__}: {exc}"))
+        else:
+            self._outage_wait = min(largest, self._outage_wait * 2)
+
+    def _reachable(self) -> None:
+        if self.outage_since is None:
+            return
+        seconds = time.monotonic() - self.outage_since
+        self.outage_since = None
+        cursor = self.scanner.cursor() if self.scanner is not None else None
+        where = f"from block {cursor[0] + 1}" if cursor else "from its start block"
+        self.log.warning("%s: RPC endpoint reachable again after %.1fs; resuming %s", self.name, seconds, where)
+        self.record("rpc-reachable", outage_seconds=round(seconds, 3))
+
+    def _defer(self, event: Event, exc: RetryLater) -> None:
+        first, largest = self.retry_backoff
+        delay = min(largest, self._deferred[event.key][1] * 2) if event.key in self._deferred else first
+        self._deferred[event.key] = (time.monotonic() + delay, max(delay, 1e-3))
+        self.log.warning("%s: %s (block %d) deferred %.0fs: %s", self.name, event.name, event.block, delay, exc)
+        self.record("deferred", on=f"{event.name} (block {event.block}, tx {event.tx_hash})", error=str(exc),
+                    retry_in=delay)
+
+    def wait_seconds(self, poll_interval: float) -> float:
+        """How long ``run_forever`` sleeps after a tick that handled nothing."""
+        return self._outage_wait if self.outage_since is not None else poll_interval
 
     def _fail(self, event: Event | None, exc: Exception) -> None:
         self.failures += 1
@@ -158,7 +250,11 @@ class Daemon:
     def run_forever(self, stop: threading.Event | None = None, poll_interval: float = 0.5) -> None:
         stop = stop or threading.Event()
         self.log.warning("%s started as %s", self.name, self.node.address)
+        if self.scanner is not None:
+            requeued = self.scanner.requeue_dead_letters()
+            if requeued:
+                self.log.warning("%s: retrying %d set-aside event(s) on start", self.name, len(requeued))
         while not stop.is_set():
             handled = self.tick()
             if not handled:
-                stop.wait(poll_interval)
+                stop.wait(self.wait_seconds(poll_interval))

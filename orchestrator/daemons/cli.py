@@ -46,14 +46,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "deploy",
         help="deploy the protocol (and optionally the anchor) from the build artifacts over JSON-RPC",
         description="Deploys with the key in $ORCH_PRIVATE_KEY (or $ORCH_KEYSTORE + $ORCH_KEYSTORE_PASSWORD) "
-        "and writes deployments/<chainid>.json. For brownie users: `brownie run scripts/deploy.py` does the same.",
+        "and writes deployments/<chainid>.json. Parameters from ORCH_MIN_STAKE, ORCH_UNBOND_DELAY, "
+        "ORCH_RESPONSE_WINDOW, ORCH_SLASH_AMOUNT, ... as for scripts/deploy.py. For brownie users: "
+        "`brownie run scripts/deploy.py` does the same.",
     )
     dep.add_argument("--rpc-url", default=os.environ.get("ORCH_RPC_URL"), help="JSON-RPC URL (env ORCH_RPC_URL)")
     dep.add_argument("--aggregator", action="append", default=None, help="address given AGGREGATOR_ROLE (repeatable)")
     dep.add_argument("--relayer", action="append", default=None, help="address given RELAYER_ROLE (repeatable)")
-    dep.add_argument("--org", action="append", default=[], help="address that receives test tokens (repeatable)")
+    dep.add_argument("--org", action="append", default=[], help="--dev: address that receives test tokens (repeatable)")
+    dep.add_argument("--dev", action="store_true",
+                     help="development set-up as scripts/deploy.py on local networks: test tokens to each --org, "
+                          "the reward pool funded, the roles (and a stake) to the deployer unless --aggregator/"
+                          "--relayer are given. Without it only the contracts and the roles named are set up")
+    dep.add_argument("--network", default=None,
+                     help="name written to the manifest (default: the RPC URL without credentials or query values)")
     dep.add_argument("--anchor-rpc-url", default=None, help="also deploy PublicAnchor on this chain")
-    dep.add_argument("--out-dir", default="deployments", help="where manifests are written (default deployments/)")
+    dep.add_argument("--out-dir", default=None,
+                     help="where manifests are written (default $ORCH_DEPLOYMENTS_DIR or the project's deployments/)")
     dep.set_defaults(func=_deploy)
 
     d = sub.add_parser(
@@ -66,7 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "Kubo node, else the embedded blockstore in $ORCH_IPFS_DIR (share it between daemons on one machine)."
         ),
     )
+    d.add_argument("action", nargs="?", choices=("run", "dead-letters"), default="run",
+                   help="run (default): run the daemon; dead-letters: list its set-aside events "
+                        "(with --requeue ID or --all: hand them back to the daemon, which retries them)")
     d.add_argument("--role", choices=ROLES, required=True)
+    d.add_argument("--requeue", metavar="ID", default=None, help="dead-letters: requeue the event ID (as listed)")
+    d.add_argument("--all", action="store_true", help="dead-letters: requeue every set-aside event")
     d.add_argument("--rpc-url", default=os.environ.get("ORCH_RPC_URL"), help="private chain JSON-RPC URL (env ORCH_RPC_URL)")
     d.add_argument("--manifest", default=None, help="deployment manifest (default deployments/<chainid>.json)")
     d.add_argument("--state-dir", default=None, help=f"cursor, keys and work files (default {DEFAULT_STATE}/ROLE-ADDR)")
@@ -76,11 +90,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--org", default=None, help="trainer: the org's BBC topic (its data)")
     d.add_argument("--data", default=None, help="trainer: a folder of .txt/.jsonl files instead of a topic")
     d.add_argument("--join", action="store_true", help="trainer: stake the minimum and join if not yet a member")
+    d.add_argument("--shards", type=int, default=1,
+                   help="trainer: SISA shards per adapter; > 1 lets the org answer its Samples-scope requests (default 1)")
     d.add_argument("--model", default="smollm2", help="aggregator: model of the rounds it opens (default smollm2)")
     d.add_argument("--rounds", type=int, default=1, help="aggregator: rounds to run (default 1)")
     d.add_argument("--steps", type=int, default=8, help="aggregator: training steps per round (default 8)")
     d.add_argument("--duration", type=int, default=3600, help="aggregator: seconds a round stays open")
     d.add_argument("--budget", type=float, default=1000.0, help="aggregator: reward budget per round in LLS")
+    d.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="aggregator: per-submission sample cap of the rounds it opens (default 1000000)")
+    d.add_argument("--min-members", type=int, default=1, help="aggregator: members needed before a round opens (default 1)")
+    d.add_argument("--status-every", type=float, default=60.0,
+                   help="aggregator: seconds between 'waiting for X of N' lines while a round is open (default 60)")
     d.add_argument("--public-rpc-url", default=os.environ.get("ORCH_PUBLIC_RPC_URL"), help="relayer: public chain URL")
     d.add_argument("--anchor-manifest", default=None, help="relayer: PublicAnchor manifest")
     d.add_argument("--interval", type=float, default=10.0, help="relayer: seconds between anchors (default 10)")
@@ -98,69 +119,70 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _addresses(values: list[str] | None, flag: str) -> list[str] | None:
+    from eth_utils import is_address, to_checksum_address
+
+    if values is None:
+        return None
+    for value in values:
+        if not is_address(value):
+            raise ConfigError(f"{flag} {value!r} is not an address: give 0x followed by 40 hex digits")
+    return [to_checksum_address(v) for v in values]
+
+
 def _deploy(args: argparse.Namespace) -> int:
-    from orchestrator.chain.artifacts import Manifest
+    from orchestrator.chain.artifacts import DEFAULT_DEPLOYMENTS_DIR, Manifest
     from orchestrator.chain.connection import connect
     from orchestrator.chain.contracts import ProtocolParams, deploy_anchor, deploy_protocol
     from orchestrator.chain.signer import load_signer
     from orchestrator.chain.tx import Transactor
+    from orchestrator.redact import redact_url
 
     if not args.rpc_url:
         raise ConfigError("deploy needs --rpc-url or ORCH_RPC_URL (the in-process chain lives only inside `demo`)")
+    orgs, aggregators = _addresses(args.org, "--org") or [], _addresses(args.aggregator, "--aggregator")
+    relayers = _addresses(args.relayer, "--relayer")
+    if orgs and not args.dev:
+        raise ConfigError("--org only hands out test tokens, which happens with --dev; add --dev on a development chain")
     w3 = connect(args.rpc_url)
     account = load_signer()
-    params = ProtocolParams(orgs=args.org, aggregators=args.aggregator, relayers=args.relayer, network=args.rpc_url)
-    out = Path(args.out_dir)
+    try:  # ORCH_MIN_STAKE, ORCH_UNBOND_DELAY, ... as for scripts/deploy.py
+        params = ProtocolParams.from_env(orgs=orgs, aggregators=aggregators, relayers=relayers, local=args.dev,
+                                         network=args.network or redact_url(args.rpc_url))
+    except ValueError as exc:
+        raise ConfigError(f"deployment parameters: {exc}") from None
+    out = Path(args.out_dir) if args.out_dir else DEFAULT_DEPLOYMENTS_DIR
     manifest = deploy_protocol(w3, Transactor(w3, account), params,
                                manifest_path=Manifest.path_for(int(w3.eth.chain_id), out))
     print(json.dumps({n: r.address for n, r in manifest.contracts.items()}, indent=1))
     if args.anchor_rpc_url:
         pw3 = connect(args.anchor_rpc_url)
-        am = deploy_anchor(pw3, Transactor(pw3, account), args.relayer or [account.address],
+        am = deploy_anchor(pw3, Transactor(pw3, account), relayers or [account.address],
+                           network=redact_url(args.anchor_rpc_url),
                            manifest_path=Manifest.path_for(int(pw3.eth.chain_id), out).with_name(
                                f"{int(pw3.eth.chain_id)}-anchor.json"))
         print(json.dumps({n: r.address for n, r in am.contracts.items()}, indent=1))
     return 0
 
 
-def _encryption_key(state_dir: Path) -> bytes:
-    from orchestrator.storage import adapters as sealed
-
-    env = os.environ.get("ORCH_ENC_KEY")
-    if env:
-        key = bytes.fromhex(env.removeprefix("0x"))
-        if len(key) != 32:
-            raise ConfigError(f"ORCH_ENC_KEY must be 32 bytes of hex, got {len(key)} bytes")
-        return key
-    path = state_dir / "x25519.key"
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    private, _ = sealed.generate_keypair()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(private.hex())
-    return private
-
-
 def build_daemon(args: argparse.Namespace) -> Any:
     """Construct the daemon a ``daemon`` invocation describes (separated for tests)."""
-    from orchestrator.chain.artifacts import Manifest
     from orchestrator.chain.connection import connect
     from orchestrator.chain.contracts import Protocol
     from orchestrator.chain.signer import load_signer
     from orchestrator.daemons.base import Node
+    from orchestrator.ops.context import connect_protocol, encryption_key
+    from orchestrator.ops.org import ensure_member
     from orchestrator.storage import adapters as sealed
     from orchestrator.storage import open_store
 
     if not args.rpc_url:
         raise ConfigError("daemon needs --rpc-url or ORCH_RPC_URL")
-    w3 = connect(args.rpc_url)
-    account = load_signer()
-    manifest_path = Path(args.manifest) if args.manifest else Manifest.path_for(int(w3.eth.chain_id))
-    protocol = Protocol.from_manifest(w3, manifest_path)
+    account = load_signer()  # before connecting: a missing key is the first thing to say
+    w3, protocol = connect_protocol(args.rpc_url, args.manifest, what="daemon")
     state_dir = Path(args.state_dir) if args.state_dir else DEFAULT_STATE / f"{args.role}-{account.address[2:10].lower()}"
     state_dir.mkdir(parents=True, exist_ok=True)
-    enc = _encryption_key(state_dir)
+    enc = encryption_key(state_dir)
     node = Node(w3, protocol, account, open_store(), state_dir, args.confirmations)
 
     if args.role == "trainer":
@@ -172,8 +194,8 @@ def build_daemon(args: argparse.Namespace) -> Any:
         name = args.org or Path(args.data).name
         data = load_org_data(name, source=Path(args.data) if args.data else None)
         if args.join:
-            _ensure_member(node, sealed.public_key(enc), name)
-        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True)
+            ensure_member(node, sealed.public_key(enc), name)
+        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True, shards=args.shards)
     if args.role in ("aggregator", "unlearner"):
         from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
         from orchestrator.daemons.roundconfig import RoundConfig
@@ -189,7 +211,8 @@ def build_daemon(args: argparse.Namespace) -> Any:
         config = RoundConfig(model=args.model, train=train.to_dict(),
                              aggregator_keys={k: v.hex() for k, v in keys.items()})
         plan = RoundPlan(rounds=args.rounds, duration_s=args.duration, reward_budget=int(args.budget * 10**18),
-                         config=config)
+                         config=config, max_samples=args.max_samples, min_members=args.min_members,
+                         status_every_s=args.status_every)
         return AggregatorDaemon(node, enc, plan, [t for v in val.values() for t in v])
     from orchestrator.daemons.relayer import RelayerDaemon
 
@@ -201,20 +224,11 @@ def build_daemon(args: argparse.Namespace) -> Any:
     return RelayerDaemon(node, public)
 
 
-def _ensure_member(node: Any, enc_public: bytes, name: str) -> None:
-    membership = node.contract("Membership")
-    if membership.functions.isMember(node.address).call():
-        return
-    staking = node.contract("Staking")
-    token = node.contract("LedgerToken")
-    need = int(membership.functions.minStake().call()) - int(staking.functions.stakeOf(node.address).call())
-    if need > 0:
-        node.send(token.functions.approve(staking.address, need))
-        node.send(staking.functions.stake(need))
-    node.send(membership.functions.join(enc_public, f"ledgerlora://org/{name}"))
-
-
 def _daemon(args: argparse.Namespace) -> int:
+    if args.action == "dead-letters":
+        from orchestrator.ops.deadletters import dead_letters_command
+
+        return dead_letters_command(args, DEFAULT_STATE)
     logging.getLogger("orchestrator").setLevel(logging.INFO)
     daemon = build_daemon(args)
     stop = threading.Event()

@@ -167,6 +167,12 @@ def train_adapter(
     ``cfg``'s).  A non-finite loss or gradient stops training with ``LearningError`` after
     saving the last good adapter to ``out_dir``.
     """
+    from orchestrator.learning import distributed
+
+    nproc = distributed.should_launch()  # ORCH_TRAIN_NPROC > 1: this step on that many processes
+    if nproc:
+        return distributed.train_in_processes(model_spec, texts, cfg, Path(out_dir), nproc, init_adapter)
+
     import torch
     from peft import PeftModel, get_peft_model
 
@@ -187,6 +193,7 @@ def train_adapter(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     last_good = [torch.empty_like(p) for p in params]
     order = data_order(len(data), cfg.steps * cfg.batch_size, cfg.seed)
+    world = distributed.current_world()  # set under torchrun: each rank takes its rows of each batch
     meta = {
         "base_model": base,
         "num_samples": len(texts),
@@ -202,6 +209,8 @@ def train_adapter(
     try:
         for step in range(cfg.steps):
             idx = torch.tensor(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            if world is not None:
+                idx = distributed.shard(idx, world)
             mask = data.attention_mask[idx].to(device)
             out = peft_model(
                 input_ids=data.input_ids[idx].to(device),
@@ -211,7 +220,10 @@ def train_adapter(
             loss = out.loss
             if not torch.isfinite(loss):
                 _fail_nan(peft_model, out_dir, meta, step, f"loss is {loss.item()}")
-            loss.backward()
+            if world is None:
+                loss.backward()
+            else:
+                loss = distributed.backward(loss, data.labels[idx], params)
             # One fused check, one sync: a finite sum means every element is finite (a sum that
             # overflows on huge finite values is flagged too, an equally good reason to stop).
             if not _all_finite([p.grad for p in params if p.grad is not None]):
@@ -233,7 +245,10 @@ def train_adapter(
     seconds = time.perf_counter() - started
     peft_model.eval()
     meta["final_loss"] = losses[-1]
-    save_peft(peft_model, Path(out_dir), meta)
+    if world is None or world.rank == 0:
+        save_peft(peft_model, Path(out_dir), meta)
+    if world is not None:
+        distributed.barrier()
     return TrainResult(Path(out_dir), len(texts), losses[-1], tokens, seconds, losses)
 
 

@@ -70,6 +70,7 @@ def register(subparsers: Any) -> None:
     g = _action(sub, "get", "write the file CID to OUT (default ./CID), verified block by block")
     g.add_argument("cid", metavar="CID")
     g.add_argument("-o", "--output", metavar="OUT", type=Path, default=None)
+    g.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     g.set_defaults(func=_cmd_get)
 
     c = _action(sub, "cat", "write the file CID to stdout")
@@ -106,6 +107,12 @@ def register(subparsers: Any) -> None:
 
     gc = _action(sub, "gc", "delete every block not reachable from a pin; print the count")
     gc.set_defaults(func=_cmd_gc)
+
+    v = _action(sub, "verify", "re-hash every stored block (or the DAG of CID); list the bad ones, exit 1 if any")
+    v.add_argument("cid", metavar="CID", nargs="?", default=None)
+    v.add_argument("--repair", action="store_true",
+                   help="delete corrupt blocks; then re-add or import the content to write them again")
+    v.set_defaults(func=_cmd_verify)
 
 
 def _action(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
@@ -148,6 +155,8 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 def _cmd_get(args: argparse.Namespace) -> int:
     out = args.output or Path(args.cid)
+    if out.exists() and not args.force:
+        raise StorageError(f"{out} exists; choose another -o OUT or pass --force to overwrite it")
     print(_store(args).get_file(args.cid, out))
     return 0
 
@@ -194,3 +203,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_gc(args: argparse.Namespace) -> int:
     print(f"removed {_store(args).gc()} blocks")
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    verify = getattr(store, "verify", None)
+    if verify is None:
+        raise StorageError(f"{store!r} cannot verify blocks here; use `ipfs repo verify` on the node")
+    problems = verify(args.cid, repair=args.repair)
+    for where, problem in sorted(problems.items()):
+        print(f"{where}: {problem}{' (deleted)' if args.repair and 'corrupt' in problem else ''}")
+    print(f"{len(problems)} problem(s)" + (": re-add or import the affected content" if problems and args.repair else ""))
+    return 1 if problems and not args.repair else 0

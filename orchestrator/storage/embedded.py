@@ -28,11 +28,12 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from orchestrator.storage.base import Store
@@ -49,6 +50,8 @@ from orchestrator.storage.errors import (
     StorageError,
 )
 from orchestrator.storage.unixfs import block_links, child_sizes, decode_file_block
+
+log = logging.getLogger(__name__)
 
 _PINS_VERSION = 1
 _Getter = Callable[[Cid], bytes]
@@ -121,9 +124,17 @@ class EmbeddedStore(Store):
             raise CidMismatchError(f"block announced as {c} hashes to a different digest")
         c = c or Cid(1, 0x55, digest)
         path = self._block_path(digest)
-        if not path.exists():
+        if not self._intact(path, digest):  # absent, or corrupt: (re)write it
             self._write_atomic(path, (data,))
         return str(c)
+
+    @staticmethod
+    def _intact(path: Path, digest: bytes) -> bool:
+        """True when ``path`` holds a block hashing to ``digest`` (re-adding repairs a bad one)."""
+        try:
+            return hashlib.sha256(path.read_bytes()).digest() == digest
+        except FileNotFoundError:
+            return False
 
     def _write_atomic(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +252,9 @@ class EmbeddedStore(Store):
         with self._locked():
             try:
                 for entry in os.scandir(staging):
-                    target = self._block_path(bytes.fromhex(entry.name))
-                    if target.exists():
+                    digest = bytes.fromhex(entry.name)
+                    target = self._block_path(digest)
+                    if self._intact(target, digest):
                         continue
                     target.parent.mkdir(exist_ok=True)
                     os.replace(entry.path, target)
@@ -315,13 +327,62 @@ class EmbeddedStore(Store):
         return True
 
     # ------------------------------------------------------------------ gc
+    def _reachable(self, roots: Iterable[Cid]) -> tuple[set[bytes], dict[str, str]]:
+        """Digests reachable from ``roots`` through intact blocks, and {root: problem} for damaged DAGs."""
+        keep: set[bytes] = set()
+        damaged: dict[str, str] = {}
+        for root in roots:
+            stack = [root]
+            while stack:
+                c = stack.pop()
+                if c.digest in keep:
+                    continue
+                try:
+                    block = self.get_block(c)
+                except (MissingBlockError, CorruptBlockError) as exc:
+                    damaged.setdefault(str(root), f"{type(exc).__name__}: {exc}")
+                    continue
+                keep.add(c.digest)
+                stack.extend(block_links(block, c))
+        return keep, damaged
+
+    def verify(self, root: str | None = None, *, repair: bool = False) -> dict[str, str]:
+        """Re-hash stored blocks: every block, or the DAG of ``root``; returns {cid or file: problem}.
+
+        ``repair`` deletes corrupt blocks so that re-adding or importing the content (or a
+        refetch from a peer) writes them again; missing blocks are only reported.
+        """
+        problems: dict[str, str] = {}
+        with self._locked():
+            if root is not None:
+                _, damaged = self._reachable([parse_cid(root)])
+                problems.update(damaged)
+            for shard in os.scandir(self.blocks_dir):
+                if not shard.is_dir():
+                    continue
+                for entry in os.scandir(shard.path):
+                    try:
+                        digest = bytes.fromhex(entry.name)
+                    except ValueError:
+                        continue  # temp files and foreign files
+                    if self._intact(Path(entry.path), digest):
+                        continue
+                    problems[str(Cid(1, 0x55, digest))] = f"corrupt block file {entry.path}"
+                    if repair:
+                        os.unlink(entry.path)
+        return problems
+
     def gc(self) -> int:
+        """Delete blocks no pin reaches; a damaged pinned DAG does not stop it (see ``verify``).
+
+        Blocks reachable from a pin through intact blocks are kept; corrupt blocks are deleted
+        (they are useless; re-adding the content writes them again). Damaged pins are logged.
+        """
         removed = 0
         with self._locked():
-            keep: set[bytes] = set()
-            for pin in self._read_pins():
-                for c, _ in self._walk_dag(Cid.parse(pin), self.get_block):
-                    keep.add(c.digest)
+            keep, damaged = self._reachable(Cid.parse(pin) for pin in self._read_pins())
+            for pin, problem in sorted(damaged.items()):
+                log.warning("gc: pinned %s is damaged (%s); re-add or import it to repair", pin, problem)
             for shard in os.scandir(self.blocks_dir):
                 if not shard.is_dir():
                     continue

@@ -28,7 +28,7 @@ def test_deploy_command_writes_a_manifest_the_daemons_can_load(tmp_path: Path) -
     with AnvilProcess() as node:
         w3 = connect(node.url)
         deployer, aggregator, org = funded_accounts(w3, 3)
-        out = _run(["deploy", "--rpc-url", node.url, "--aggregator", aggregator.address, "--org", org.address,
+        out = _run(["deploy", "--rpc-url", node.url, "--dev", "--aggregator", aggregator.address, "--org", org.address,
                     "--out-dir", str(tmp_path)], {"ORCH_PRIVATE_KEY": deployer.key.hex()})
         assert out.returncode == 0, out.stderr
         assert deployer.key.hex()[2:] not in out.stdout + out.stderr  # the key is never printed
