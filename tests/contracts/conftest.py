@@ -102,7 +102,9 @@ def _share_pc_maps() -> None:
     """brownie 1.22.2 leaves the program-counter map out of the build data of a deployed contract
     that has immutables, so ``--coverage`` records nothing for it; give each deployed instance its
     container's map (only read for coverage and source-level traces)."""
-    for container in (ContributionRegistry, LedgerToken, Membership, PublicAnchor, Rounds, Staking, Unlearning):
+    from brownie import Multicall3
+
+    for container in (ContributionRegistry, LedgerToken, Membership, Multicall3, PublicAnchor, Rounds, Staking, Unlearning):
         pc_map = container._build.get("pcMap")
         for deployed in container:
             if pc_map is not None and "pcMap" not in deployed._build:
