@@ -115,9 +115,9 @@ def measure() -> tuple[list[tuple[str, int, str]], dict[int, int], dict[int, int
     deploy = _load_deploy()
     max_orgs = int(os.environ.get("ORCH_GAS_MAX_ORGS", max(SIZES)))
     sizes = [n for n in SIZES if n <= max_orgs]
-    params = deploy.DeployParams(initial_supply=10**9 * 10**18, num_orgs=0)
+    params = deploy.ProtocolParams(initial_supply=10**9 * 10**18, orgs=[], local=True)
     gov = accounts[0]
-    c = deploy.deploy_all(gov, params, True, [])
+    c, _ = deploy.deploy_all(gov, params)
     token, staking, membership, rounds, unlearning = (
         c["LedgerToken"],
         c["Staking"],
