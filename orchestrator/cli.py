@@ -33,6 +33,8 @@ _OWNER: dict[str, str] = {
     "demo": "orchestrator.daemons.cli",
     "daemon": "orchestrator.daemons.cli",
     "deploy": "orchestrator.daemons.cli",
+    "incentives": "orchestrator.agents.cli",
+    "incentives-calibrate": "orchestrator.agents.cli",
     "org": "orchestrator.ops.cli",
     "status": "orchestrator.ops.cli",
 }
@@ -47,6 +49,8 @@ _SUMMARY: dict[str, str] = {
     "daemon": "run one daemon (trainer, aggregator, unlearner, relayer), or list/requeue its dead letters",
     "org": "an organisation's everyday actions: stake, join, leave, claim, request-unlearning, decrypt-adapter",
     "status": "the consortium at a glance: rounds, members, submissions, deadlines, unlearning, model",
+    "incentives": "economic simulation: Q-learning orgs paid by exact Shapley values",
+    "incentives-calibrate": "fit the incentives surrogate from real training runs",
 }
 
 

@@ -20,7 +20,12 @@ import torch
 
 from orchestrator.split import wire
 from orchestrator.split.crypto import KeyPair, SessionChannel, derive_session_keys
-from orchestrator.split.errors import SplitAuthError, SplitTimeoutError, error_for_status
+from orchestrator.split.errors import (
+    SplitAuthError,
+    SplitShapeError,
+    SplitTimeoutError,
+    error_for_status,
+)
 from orchestrator.split.model import ClientBack, ClientFront, lm_labels, trainable
 
 
@@ -92,6 +97,7 @@ class SplitClient:
         timeout_s: float = 120.0,
         expected_server_public: bytes | None = None,
         keep_wire: bool = False,
+        device: str = "cpu",
     ) -> None:
         self.client_id = client_id
         self.keypair = keypair
@@ -100,6 +106,7 @@ class SplitClient:
         self.back = back
         self.timeout_s = timeout_s
         self.expected_server_public = expected_server_public
+        self.device = torch.device(device)
         params = list(trainable(front).values()) + list(trainable(back).values())
         self.optimizer = torch.optim.Adam(params, lr=lr) if params else None
         self.wire = WireLog(keep=keep_wire)
@@ -143,7 +150,8 @@ class SplitClient:
         """One full forward/backward through A -> server -> C -> server -> A, then update A, C."""
         t0 = time.perf_counter()
         c0 = self.channel.crypto_seconds if self.channel else 0.0
-        attention_mask = attention_mask.long()
+        attention_mask = attention_mask.long().to(self.device)
+        input_ids = input_ids.to(self.device)
         labels = lm_labels(input_ids, attention_mask)
         hidden, positions = self.front(input_ids, attention_mask)
         reply = self._exchange(
@@ -155,14 +163,14 @@ class SplitClient:
         served = wire.expect(
             reply, "hidden", ndim=3, dtypes=[torch.float32], shape=list(hidden.shape)
         )
-        served = served.clone().requires_grad_(True)
+        served = served.to(self.device).requires_grad_(True)
         loss = self.back(served, attention_mask, positions, labels)
         loss.backward()
         assert served.grad is not None
         reply = self._exchange("/backward", step, "backward", {"grad": served.grad})
         g_in = wire.expect(reply, "grad", ndim=3, dtypes=[torch.float32], shape=list(hidden.shape))
         if hidden.requires_grad:
-            hidden.backward(g_in)
+            hidden.backward(g_in.to(self.device))
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -174,6 +182,15 @@ class SplitClient:
             crypto_seconds=self.channel.crypto_seconds - c0,
             finished_at=time.time(),
         )
+
+    def fetch_server_adapter(self, steps: int) -> dict[str, torch.Tensor]:
+        """After ``steps`` steps: the server LoRA this client's model ran through (full-model
+        names), answered once the server has applied the last step's update."""
+        reply = self._exchange("/adapter", steps, "adapter", {"steps": torch.tensor([steps])})
+        for name, t in reply.items():
+            if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise SplitShapeError(f"server adapter tensor {name!r} is not finite floats")
+        return reply
 
 
 __all__ = ["SplitClient", "StepResult", "WireLog", "http_get_json", "http_post"]

@@ -58,6 +58,20 @@ class SplitTrainConfig:
         default=120.0, metadata={"help": "drop a client missing this long"}
     )
     threads: int = field(default=1, metadata={"help": "torch threads per process"})
+    sync: str = field(
+        default="grads",
+        metadata={"help": "hierarchical: grads (all-reduce every step) | adam | weights"},
+    )
+    server_lora: str = field(
+        default="shared", metadata={"help": "shared | per-client server LoRA"}
+    )
+    device: str = field(default="cpu", metadata={"help": "torch device of every process"})
+    exclude: tuple[int, ...] = field(
+        default=(), metadata={"help": "client indices left out (a run without them)"}
+    )
+    adapters_dir: str | None = field(
+        default=None, metadata={"help": "write each client's full-model adapter here"}
+    )
     baseline: bool = field(default=True, metadata={"help": "also train centrally for comparison"})
     check_equivalence: bool = field(default=True, metadata={"help": "in-process fp32 checks"})
 
@@ -73,6 +87,23 @@ class SplitTrainConfig:
             raise ValueError(f"seq_len must be >= 4, got {self.seq_len}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        from orchestrator.split.server import SERVER_LORA, SYNC_MODES
+
+        if self.sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {self.sync!r}")
+        if self.server_lora not in SERVER_LORA:
+            raise ValueError(f"server_lora must be one of {SERVER_LORA}, got {self.server_lora!r}")
+        if self.server_lora == "per-client" and self.mode == "batched":
+            raise ValueError(
+                "per-client server adapters need one server pass per client; use mode "
+                "sequential or hierarchical (replicas then serve disjoint clients, no sync)"
+            )
+        self.exclude = tuple(sorted(set(int(i) for i in self.exclude)))
+        bad = [i for i in self.exclude if not 0 <= i < self.clients]
+        if bad:
+            raise ValueError(f"exclude: client indices {bad} are not in 0..{self.clients - 1}")
+        if len(self.exclude) >= self.clients:
+            raise ValueError("exclude leaves no client to train")
         if self.mode == "hierarchical":
             if not 1 <= self.replicas <= self.clients:
                 raise ValueError(
@@ -86,6 +117,15 @@ class SplitTrainConfig:
     def lora(self) -> LoraSpec:
         return LoraSpec(r=self.lora_r, alpha=self.lora_alpha)
 
+    @property
+    def client_indices(self) -> list[int]:
+        """Who trains: client ``i`` keeps its data and id whoever else is left out."""
+        return [i for i in range(self.clients) if i not in self.exclude]
+
+    def learning_spec(self, folder: str | Path) -> str:
+        """The model spec the learning layer (merge, evaluation) loads this base with."""
+        return str(folder) if self.model == "tiny" else self.model
+
 
 # ----------------------------------------------------------------------------- data
 
@@ -93,33 +133,41 @@ class SplitTrainConfig:
 Batch = tuple[torch.Tensor, torch.Tensor]  # (input_ids, attention_mask), right-padded
 
 
-def client_batches(
-    model_dir: str | Path, clients: int, steps: int, batch_size: int, seq_len: int, seed: int
-) -> list[list[Batch]]:
-    """Per client, ``steps`` batches from its own org's training texts (BBC topic i mod 5).
+def client_texts(
+    clients: int, steps: int, batch_size: int, seq_len: int, seed: int
+) -> list[list[str]]:
+    """Per client, the ``steps * batch_size`` texts it trains on (its org's BBC topic i mod 5).
 
     Clients beyond the fifth share a topic but take disjoint shards of it, so no two clients
-    ever hold the same text. Articles shorter than ``seq_len`` tokens stay short (padding), so
-    client-batching really pads and masks.
+    ever hold the same text. Texts are article prefixes of 1/4 .. 4/4 of ~4*seq_len characters:
+    lengths vary, so client-batching really pads and masks.
     """
-    from transformers import AutoTokenizer
-
     from orchestrator.learning.data import TOPICS, load_org_data
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "right"
     per_topic = math.ceil(clients / len(TOPICS))
     need = steps * batch_size
-    out: list[list[Batch]] = []
+    out: list[list[str]] = []
     for i in range(clients):
         topic, shard = TOPICS[i % len(TOPICS)], i // len(TOPICS)
         texts = load_org_data(topic, seed=seed, num_canaries=0).train[shard::per_topic]
         if not texts:
             raise SplitError(f"client {i}: topic {topic!r} shard {shard} has no texts")
-        # prefixes of 1/4 .. 4/4 of ~4*seq_len characters: lengths vary, so batches pad and mask
-        samples = [texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)]
+        out.append([texts[j % len(texts)][: seq_len * (1 + (i + j) % 4)] for j in range(need)])
+    return out
+
+
+def client_batches(
+    model_dir: str | Path, clients: int, steps: int, batch_size: int, seq_len: int, seed: int
+) -> list[list[Batch]]:
+    """Per client, ``steps`` tokenized, right-padded batches of :func:`client_texts`."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    out: list[list[Batch]] = []
+    for samples in client_texts(clients, steps, batch_size, seq_len, seed):
         batches: list[Batch] = []
         for s in range(steps):
             enc = tok(
@@ -153,6 +201,10 @@ class ClientJob:
     timeout_s: float
     threads: int
     batches: list[Batch]
+    device: str = "cpu"
+    adapter_dir: str | None = None
+    base_model: str = ""
+    split_meta: dict[str, Any] = field(default_factory=dict)
 
 
 def client_main(job: ClientJob, address: Any, results: Any) -> None:
@@ -174,6 +226,8 @@ def client_main(job: ClientJob, address: Any, results: Any) -> None:
     try:
         model = load_base(job.model_dir, job.lora, job.seed)
         parts = split_model(model, job.front_layers, job.back_layers)
+        parts.front.to(job.device)
+        parts.back.to(job.device)
         if not address.poll(job.timeout_s * 4):
             raise SplitTimeoutError(
                 f"{job.client_id}: no server address within {job.timeout_s * 4} s"
@@ -191,12 +245,15 @@ def client_main(job: ClientJob, address: Any, results: Any) -> None:
             lr=job.lr,
             timeout_s=job.timeout_s,
             expected_server_public=bytes.fromhex(server_public_hex),
+            device=job.device,
         )
         client.connect()
         for step, (ids, mask) in enumerate(job.batches):
             r = client.train_step(step, ids, mask)
             out["losses"].append(r.loss)
             out["finished_at"].append(r.finished_at)
+        if job.adapter_dir is not None:
+            out["adapter"] = _write_client_adapter(job, model, parts, client)
         assert client.channel is not None
         out["crypto_seconds"] = client.channel.crypto_seconds
         out["bytes_sent"] = client.wire.bytes_sent
@@ -206,6 +263,31 @@ def client_main(job: ClientJob, address: Any, results: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, never swallowed
         out["error"] = f"{type(exc).__name__}: {exc}"
     results.put(out)
+
+
+def client_adapter(model: Any, parts: Any, client: Any, steps: int) -> dict[str, torch.Tensor]:
+    """This client's full-model LoRA (peft keys): its own front/back LoRA + the server LoRA
+    its activations went through (fetched from the server once step ``steps`` is applied)."""
+    from orchestrator.split.adapters import full_adapter_tensors
+    from orchestrator.split.model import trainable
+
+    full = {id(p): n for n, p in model.named_parameters()}
+    own = {full[id(p)]: p for part in (parts.front, parts.back) for p in trainable(part).values()}
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    return full_adapter_tensors(own, client.fetch_server_adapter(steps), expected)
+
+
+def _write_client_adapter(job: ClientJob, model: Any, parts: Any, client: Any) -> dict[str, Any]:
+    from orchestrator.learning.adapters import adapter_sha256
+    from orchestrator.split.adapters import write_split_adapter
+
+    tensors = client_adapter(model, parts, client, len(job.batches))
+    num_samples = sum(int(ids.shape[0]) for ids, _ in job.batches)
+    assert job.adapter_dir is not None
+    folder = write_split_adapter(
+        tensors, job.lora, job.base_model, num_samples, Path(job.adapter_dir), job.split_meta
+    )
+    return {"dir": str(folder), "sha256": adapter_sha256(folder), "num_samples": num_samples}
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -257,15 +339,32 @@ def run_split_training(
 
     started = time.perf_counter()
     folder = Path(model_dir) if model_dir is not None else split_model_dir(cfg.model)
-    batches = client_batches(folder, cfg.clients, cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
-    ids = [f"client-{i}" for i in range(cfg.clients)]
+    all_batches = client_batches(
+        folder, cfg.clients, cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed
+    )
+    batches = [all_batches[i] for i in cfg.client_indices]
+    ids = [f"client-{i}" for i in cfg.client_indices]
     client_keys = {cid: secrets.token_bytes(32) for cid in ids}
     client_pubs = {cid: KeyPair.from_seed(k).public_bytes.hex() for cid, k in client_keys.items()}
 
-    replicas = cfg.replicas if cfg.mode == "hierarchical" else 1
+    replicas = min(cfg.replicas, len(ids)) if cfg.mode == "hierarchical" else 1
     groups = [[cid for i, cid in enumerate(ids) if i % replicas == g] for g in range(replicas)]
     sync_key = secrets.token_hex(32)
-    server_mode = "sequential" if cfg.mode == "sequential" else "batched"
+    per_client = cfg.server_lora == "per-client"
+    server_mode = "sequential" if cfg.mode == "sequential" or per_client else "batched"
+    base_model = ""
+    if cfg.adapters_dir is not None:
+        from orchestrator.split.adapters import base_model_id
+
+        base_model = base_model_id(cfg.learning_spec(folder))
+    split_meta = {
+        "mode": cfg.mode,
+        "server_lora": cfg.server_lora,
+        "sync": cfg.sync,
+        "steps": cfg.steps,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+    }
 
     def server_cfg(g: int, sync_url: str | None) -> ServerConfig:
         return ServerConfig(
@@ -283,6 +382,9 @@ def run_split_training(
             sync_url=sync_url,
             sync_key_hex=sync_key if replicas > 1 else None,
             torch_threads=cfg.threads,
+            sync=cfg.sync,
+            server_lora=cfg.server_lora,
+            device=cfg.device,
         )
 
     timings: dict[str, float] = {"prepare_s": time.perf_counter() - started}
@@ -311,6 +413,12 @@ def run_split_training(
                 timeout_s=cfg.step_timeout_s * 2,
                 threads=cfg.threads,
                 batches=batches[i],
+                device=cfg.device,
+                adapter_dir=(
+                    str(Path(cfg.adapters_dir) / cid) if cfg.adapters_dir is not None else None
+                ),
+                base_model=base_model,
+                split_meta={**split_meta, "client": cid},
             )
             recv_end, send_end = ctx.Pipe(duplex=False)
             p = ctx.Process(
@@ -397,6 +505,8 @@ def run_split_training(
         },
         "server": server_stats,
         "client_errors": errors,
+        "client_ids": ids,
+        "adapters": {cid: outs[cid]["adapter"] for cid in ids if outs[cid].get("adapter")},
     }
     t1 = time.perf_counter()
     if cfg.baseline:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import resource
 import secrets
 import threading
 import time
@@ -58,6 +59,15 @@ from orchestrator.split.model import LoraSpec, ServerMiddle, trainable
 log = logging.getLogger(__name__)
 
 MODES = ("sequential", "batched")
+#: what hierarchical replicas keep in step: ``grads`` all-reduces the LoRA gradient every step
+#: (weighted by clients; every replica then takes the same Adam step, so K replicas train what
+#: one batched server would), ``adam`` averages weights and Adam moments every M steps,
+#: ``weights`` averages weights only every M steps (FedAvg of LoRA; each replica's Adam apart).
+SYNC_MODES = ("grads", "adam", "weights")
+#: ``shared``: one server LoRA for all clients (gradient averaged over them); ``per-client``: one
+#: server LoRA (and Adam) per client, trained only on that client's activations, so a client's
+#: full adapter depends on its own data alone and forgetting it is an exact re-merge.
+SERVER_LORA = ("shared", "per-client")
 MAX_BODY = 512 * 1024 * 1024
 
 
@@ -87,10 +97,22 @@ class ServerConfig:
     sync_url: str | None = field(default=None, metadata={"help": "replica 0's URL (others only)"})
     sync_key_hex: str | None = field(default=None, metadata={"help": "AES key shared by replicas"})
     torch_threads: int = 1
+    sync: str = field(default="grads", metadata={"help": "grads | adam | weights"})
+    server_lora: str = field(default="shared", metadata={"help": "shared | per-client"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the middle blocks"})
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"server mode must be one of {MODES}, got {self.mode!r}")
+        if self.sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {self.sync!r}")
+        if self.server_lora not in SERVER_LORA:
+            raise ValueError(f"server_lora must be one of {SERVER_LORA}, got {self.server_lora!r}")
+        if self.server_lora == "per-client" and self.mode == "batched":
+            raise ValueError(
+                "per-client server adapters need one server pass per client; use mode "
+                "'sequential' (hierarchical runs shard clients over sequential replicas)"
+            )
         if not self.clients:
             raise ValueError("a split server needs at least one allow-listed client")
         for cid, pub in self.clients.items():
@@ -102,7 +124,7 @@ class ServerConfig:
             raise ValueError(f"step_timeout_s must be > 0, got {self.step_timeout_s}")
         if not 0 <= self.replica < self.replicas:
             raise ValueError(f"replica {self.replica} is not in 0..{self.replicas - 1}")
-        if self.replicas > 1 and self.sync_every > 0:
+        if self.replicas > 1 and (self.sync_every > 0 or self.sync == "grads"):
             if self.sync_key_hex is None or len(bytes.fromhex(self.sync_key_hex)) != 32:
                 raise ValueError("hierarchical sync needs a 32-byte sync_key_hex")
             if self.replica > 0 and not self.sync_url:
@@ -128,9 +150,11 @@ class SplitServer:
         middle: ServerMiddle,
         keypair: KeyPair | None = None,
         session_id: bytes | None = None,
+        full_names: dict[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.middle = middle
+        self.device = torch.device(cfg.device)
         self.keypair = keypair or (
             KeyPair.from_seed(bytes.fromhex(cfg.private_key_hex))
             if cfg.private_key_hex
@@ -141,7 +165,20 @@ class SplitServer:
         if not self.params:
             raise SplitProtocolError("the server middle has no trainable (LoRA) parameters")
         self.hidden_size = int(next(iter(self.params.values())).shape[-1])
+        #: middle-module parameter name -> name in the full model (what adapters are saved as)
+        self.full_names = full_names or {n: n for n in self.params}
         self.optimizer = torch.optim.Adam(self.params.values(), lr=cfg.lr)
+        # per-client mode: one bank of LoRA parameters and one Adam per client, all starting
+        # from the same seeded initialisation; a bank is swapped into the blocks for a pass
+        self.banks: dict[str, dict[str, torch.nn.Parameter]] = {}
+        self.bank_optimizers: dict[str, torch.optim.Optimizer] = {}
+        if cfg.server_lora == "per-client":
+            for cid in sorted(cfg.clients):
+                bank = {
+                    n: torch.nn.Parameter(p.detach().clone()) for n, p in self.params.items()
+                }
+                self.banks[cid] = bank
+                self.bank_optimizers[cid] = torch.optim.Adam(bank.values(), lr=cfg.lr)
         self._channels: dict[str, SessionChannel] = {}
         self._cond = threading.Condition()
         self.step = 0
@@ -172,6 +209,7 @@ class SplitServer:
             "sync_crypto_seconds": 0.0,
             "rejected": {},
         }
+        self.stats["lora_bytes"] = self.lora_bytes()
 
     # ---------------------------------------------------------------- public protocol API
 
@@ -197,15 +235,51 @@ class SplitServer:
             out["mode"] = self.cfg.mode
             out["replica"] = self.cfg.replica
             out["lora_sha256"] = self.lora_digest()
+            out["adam_sha256"] = self.adam_digest()
+            # peak resident memory of this server process (Linux reports KiB)
+            out["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return out
 
     def lora_digest(self) -> str:
-        """SHA-256 over the LoRA tensors: replicas right after a sync must agree on it."""
+        """SHA-256 over the LoRA tensors (every bank in per-client mode): replicas right after
+        a sync must agree on it."""
+        h = hashlib.sha256()
+        banks = self.banks or {"": self.params}
+        for bank in sorted(banks):
+            for name in sorted(banks[bank]):
+                h.update(f"{bank}/{name}".encode())
+                h.update(banks[bank][name].detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def adam_digest(self) -> str:
+        """SHA-256 over the shared optimizer's moments (what ``sync="adam"`` keeps equal)."""
         h = hashlib.sha256()
         for name in sorted(self.params):
-            h.update(name.encode())
-            h.update(self.params[name].detach().contiguous().numpy().tobytes())
+            moments = self.optimizer.state.get(self.params[name], {})
+            for m in ADAM_MOMENTS:
+                if m in moments:
+                    h.update(f"{name}/{m}".encode())
+                    h.update(moments[m].detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
+
+    def lora_bytes(self) -> dict[str, int]:
+        """Server memory held by trainable state: LoRA tensors and (2x for) their Adam moments."""
+        banks = self.banks or {"shared": self.params}
+        weights = sum(p.numel() * p.element_size() for b in banks.values() for p in b.values())
+        return {"banks": len(banks), "lora": weights, "adam": 2 * weights, "total": 3 * weights}
+
+    def _use_bank(self, cid: str) -> None:
+        """Per-client mode: point the middle's LoRA modules at ``cid``'s parameters."""
+        if not self.banks:
+            return
+        for name, param in self.banks[cid].items():
+            owner, _, leaf = name.rpartition(".")
+            setattr(self.middle.get_submodule(owner), leaf, param)
+
+    def adapter_tensors(self, cid: str) -> dict[str, torch.Tensor]:
+        """The server LoRA that ``cid``'s model uses, named as in the full model."""
+        bank = self.banks.get(cid, self.params)
+        return {self.full_names[n]: p.detach().cpu().clone() for n, p in bank.items()}
 
     def count_bytes(self, bytes_in: int = 0, bytes_out: int = 0) -> None:
         # Its own lock: /sync requests arrive while a step (holding _cond) waits for them.
@@ -233,14 +307,39 @@ class SplitServer:
             raise SplitShapeError(f"client {cid!r}: mask must be 0/1 with a real first token")
         if bool((pos < 0).any()):
             raise SplitShapeError(f"client {cid!r}: positions must be >= 0")
-        out = self._forward(cid, step, _Pending(h.clone().requires_grad_(True), mask, pos))
+        dev = self.device
+        item = _Pending(h.to(dev).requires_grad_(True), mask.to(dev), pos.to(dev))
+        out = self._forward(cid, step, item)
         return channel.seal(step, "forward_result", wire.pack({"hidden": out}))
 
     def handle_backward(self, envelope: bytes) -> bytes:
         channel, step, tensors = self._open(envelope, "backward")
         grad = wire.expect(tensors, "grad", ndim=3, dtypes=[torch.float32])
-        g_in = self._backward(channel.client_id, step, grad)
+        g_in = self._backward(channel.client_id, step, grad.to(self.device))
         return channel.seal(step, "backward_result", wire.pack({"grad": g_in}))
+
+    def handle_adapter(self, envelope: bytes) -> bytes:
+        """A client that finished ``steps`` steps asks for the server LoRA of its model.
+
+        Answered once the server has applied the update of the client's last step (in
+        sequential mode a client's backward may return before the step's update, which waits
+        for every client). A dropped client gets nothing: it did not finish the round.
+        """
+        channel, step, _ = self._open(envelope, "adapter")
+        cid = channel.client_id
+        with self._cond:
+            deadline = time.monotonic() + self.cfg.step_timeout_s
+            if not self._wait_for(lambda: self.step >= step or cid in self.dropped, deadline):
+                raise SplitTimeoutError(
+                    f"client {cid!r}: the server did not reach step {step} within "
+                    f"{self.cfg.step_timeout_s} s"
+                )
+            if cid in self.dropped:
+                raise SplitProtocolError(
+                    f"client {cid!r} was dropped at step {self.dropped[cid]}; it has no adapter"
+                )
+            tensors = self.adapter_tensors(cid)
+        return channel.seal(step, "adapter_result", wire.pack(tensors))
 
     # ---------------------------------------------------------------- internals
 
@@ -324,10 +423,11 @@ class SplitServer:
             self._pending[cid] = item
             if self.cfg.mode == "sequential":
                 t0 = time.perf_counter()
+                self._use_bank(cid)  # per-client mode: this client's own server LoRA
                 item.output = self.middle(item.hidden, item.mask, item.positions)
                 self.stats["compute_seconds"] += time.perf_counter() - t0
                 self.stats["forward_passes"] += 1
-                return item.output.detach()
+                return item.output.detach().cpu()
             if set(self._pending) >= self.active:
                 self._batched_forward()
             elif not self._wait_for(
@@ -337,7 +437,7 @@ class SplitServer:
                 self._batched_forward()
             if step in self._step_error:
                 raise self._step_error[step]
-            return self._fwd_out.pop((step, cid))
+            return self._fwd_out.pop((step, cid)).cpu()
 
     def _batched_forward(self) -> None:
         try:
@@ -403,7 +503,7 @@ class SplitServer:
                 self._done.add(cid)
                 if self._done >= self.active:
                     self._finish_step()
-                return g_in.detach()
+                return g_in.detach().cpu()
             self._grads[cid] = grad
             expected = {c for c in self._pending if c in self.active}
             if set(self._grads) >= expected:
@@ -415,7 +515,7 @@ class SplitServer:
                 self._batched_backward()
             if step in self._step_error:
                 raise self._step_error[step]
-            return self._bwd_out.pop((step, cid))
+            return self._bwd_out.pop((step, cid)).cpu()
 
     def _batched_backward_inner(self) -> None:
         assert self._batch_out is not None
@@ -432,15 +532,37 @@ class SplitServer:
                 self._done.add(slot.client_id)
         self._finish_step()
 
+    def _hierarchical(self) -> bool:
+        return self.cfg.replicas > 1 and self.cfg.server_lora == "shared"
+
     def _finish_step(self) -> None:
-        """Average the LoRA gradient over contributing clients, update, advance the step."""
+        """Update the server LoRA from this step's gradients, advance the step, sync replicas.
+
+        Shared mode: the gradient is averaged over contributing clients (and, with
+        ``sync="grads"``, over every replica's clients) before one Adam step. Per-client mode:
+        each contributing client's bank takes its own Adam step on its own gradient.
+        """
         n = len(self._done)
-        if n:
-            for p in self.params.values():
-                if p.grad is not None:
-                    p.grad.div_(n)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.banks:
+            for cid in sorted(self._done):
+                self.bank_optimizers[cid].step()
+            for opt in self.bank_optimizers.values():
+                opt.zero_grad(set_to_none=True)
+        else:
+            if n:
+                for p in self.params.values():
+                    if p.grad is not None:
+                        p.grad.div_(n)
+            total = n
+            if self._hierarchical() and self.cfg.sync == "grads":
+                try:
+                    total = self._allreduce_grads(n)
+                except SplitError as exc:  # a sick replica must not stop this one's clients
+                    log.error("replica %d: gradient all-reduce at step %d failed: %s",
+                              self.cfg.replica, self.step, exc)
+            if total:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         self._pending.clear()
         self._grads.clear()
         self._done.clear()
@@ -448,7 +570,8 @@ class SplitServer:
         self.step += 1
         self.stats["steps"] += 1
         if (
-            self.cfg.replicas > 1
+            self._hierarchical()
+            and self.cfg.sync in ("weights", "adam")
             and self.cfg.sync_every > 0
             and self.step % self.cfg.sync_every == 0
         ):
@@ -463,12 +586,44 @@ class SplitServer:
     # ---------------------------------------------------------------- hierarchical averaging
 
     def lora_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.params.items()}
+        """What a sync averages: the LoRA weights, and with ``sync="adam"`` Adam's moments."""
+        state = {k: v.detach().cpu().clone() for k, v in self.params.items()}
+        if self.cfg.sync == "adam":
+            for k, p in self.params.items():
+                moments = self.optimizer.state.get(p, {})
+                for m in ADAM_MOMENTS:  # zeros before the first step (Adam's own initial value)
+                    v = moments[m].detach().cpu().clone() if m in moments else torch.zeros_like(p)
+                    state[f"{k}{MOMENT_SEP}{m}"] = v.cpu()
+        return state
 
     def load_lora_state(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(state[k])
+                moments = self.optimizer.state.get(p, {})
+                for m in ADAM_MOMENTS:
+                    if m in moments and f"{k}{MOMENT_SEP}{m}" in state:
+                        moments[m].copy_(state[f"{k}{MOMENT_SEP}{m}"])
+
+    def _expected_sync_names(self) -> set[str]:
+        names = set(self.params)
+        if self.cfg.sync == "adam":
+            names |= {f"{k}{MOMENT_SEP}{m}" for k in self.params for m in ADAM_MOMENTS}
+        return names
+
+    def _allreduce_grads(self, clients: int) -> int:
+        """Replace this replica's (client-averaged) LoRA gradient by the mean over every
+        replica's clients; return how many clients contributed in all."""
+        grads = {
+            k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu()
+            for k, p in self.params.items()
+        }
+        mean, total = self._exchange(grads, clients, self.step + 1)
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.grad = mean[k].to(p.device).clone()
+        self.stats["syncs"] += 1
+        return total
 
     def _sync_aead(self) -> AESGCM:
         assert self.cfg.sync_key_hex is not None
@@ -501,13 +656,17 @@ class SplitServer:
             self.stats["sync_crypto_seconds"] += time.thread_time() - t0
         return replica, step, wire.unpack(plain)
 
-    def _sync_replicas(self) -> None:
-        state = self.lora_state()
+    def _exchange(
+        self, state: dict[str, torch.Tensor], weight: int, key: int
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Send ``state`` (worth ``weight`` clients) to replica 0 under sync number ``key``
+        (1, 2, ...: replays are refused); get the weighted mean over replicas back."""
+        state = {**state, WEIGHT_KEY: torch.tensor([float(weight)], dtype=torch.float64)}
         if self.cfg.replica == 0:
-            mean = self._sync_submit(0, self.step, state)
+            mean = dict(self._sync_submit(0, key, state))
         else:
             assert self.cfg.sync_url is not None
-            body = self._seal_sync(self.cfg.replica, self.step, state)
+            body = self._seal_sync(self.cfg.replica, key, state)
             req = urllib.request.Request(self.cfg.sync_url + "/sync", data=body, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.cfg.step_timeout_s * 2) as resp:
@@ -516,6 +675,11 @@ class SplitServer:
                 raise SplitTimeoutError(
                     f"replica 0 at {self.cfg.sync_url} did not answer: {exc}"
                 ) from exc
+        total = int(mean.pop(WEIGHT_KEY).item())
+        return mean, total
+
+    def _sync_replicas(self) -> None:
+        mean, _ = self._exchange(self.lora_state(), len(self.active), self.step)
         self.load_lora_state(mean)
         self.stats["syncs"] += 1
 
@@ -534,9 +698,10 @@ class SplitServer:
         self, replica: int, step: int, state: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         with self._sync_cond:
-            if set(state) != set(self.params):
+            names = set(state) - {WEIGHT_KEY}
+            if WEIGHT_KEY not in state or names != self._expected_sync_names():
                 raise SplitShapeError(
-                    f"sync from replica {replica} has the wrong LoRA tensor names"
+                    f"sync from replica {replica} has the wrong tensor names"
                 )
             self._sync_states.setdefault(step, {})[replica] = state
             deadline = time.monotonic() + self.cfg.step_timeout_s
@@ -544,14 +709,31 @@ class SplitServer:
                 states = self._sync_states[step]
                 left = deadline - time.monotonic()
                 if len(states) >= self.cfg.replicas or left <= 0:
-                    keys = sorted(states)
-                    self._sync_result[step] = {
-                        k: torch.stack([states[r][k] for r in keys]).mean(0) for k in self.params
-                    }
+                    self._sync_result[step] = weighted_mean([states[r] for r in sorted(states)])
                     self._sync_cond.notify_all()
                     break
                 self._sync_cond.wait(timeout=left)
             return self._sync_result[step]
+
+
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+MOMENT_SEP = "::"
+WEIGHT_KEY = "__clients__"
+
+
+def weighted_mean(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of replica states weighted by their ``WEIGHT_KEY`` (client counts);
+    equal weights if no replica had a client. Same inputs in the same order -> same bits."""
+    weights = [float(s[WEIGHT_KEY].item()) for s in states]
+    total = sum(weights)
+    coef = [w / total for w in weights] if total > 0 else [1.0 / len(states)] * len(states)
+    out = {
+        k: sum((c * s[k] for c, s in zip(coef, states, strict=True)), torch.zeros_like(v))
+        for k, v in states[0].items()
+        if k != WEIGHT_KEY
+    }
+    out[WEIGHT_KEY] = torch.tensor([total], dtype=torch.float64)
+    return out
 
 
 # -------------------------------------------------------------------- HTTP transport
@@ -594,6 +776,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/forward": core.handle_forward,
             "/backward": core.handle_backward,
             "/sync": core.handle_sync,
+            "/adapter": core.handle_adapter,
         }
         handler = routes.get(self.path)
         try:
@@ -632,9 +815,11 @@ def build_server(cfg: ServerConfig) -> SplitServer:
 
     model = load_base(cfg.model_dir, cfg.lora, cfg.seed)
     parts = split_model(model, cfg.front_layers, cfg.back_layers)
-    middle = parts.middle
+    middle = parts.middle.to(cfg.device)
+    full = {id(p): n for n, p in model.named_parameters()}
+    names = {n: full[id(p)] for n, p in trainable(middle).items()}
     del parts, model  # the server holds only its blocks
-    return SplitServer(cfg, middle)
+    return SplitServer(cfg, middle, full_names=names)
 
 
 def serve(cfg: ServerConfig, ready: Any) -> None:

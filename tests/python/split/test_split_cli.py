@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _cli(*args: str, timeout: int = 280) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
