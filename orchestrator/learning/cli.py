@@ -119,9 +119,9 @@ def print_summary(data: dict, out) -> None:  # type: ignore[no-untyped-def]
     att = data["attack"]["per_model"]
     out.write(f"{'calibrated MIA AUC':<24}{'':>10}" + "".join(f"{att[m]['auc']:>10.3f}" for m in models[1:]) + "\n")
     if "canaries" in data:
-        for r in data["canaries"]["reps"]:
-            ex = data["canaries"]["exposure_bits"]
-            out.write(f"{f'exposure x{r} (bits)':<24}" + "".join(f"{ex[m][str(r)]:>10.2f}" for m in models) + "\n")
+        ex = data["canaries"]["exposure_bits"]
+        for k in data["canaries"]["keys"]:
+            out.write(f"{f'exposure {k} (bits)':<24}" + "".join(f"{ex[m][k]:>10.2f}" for m in models) + "\n")
     s, c = data["seconds"], data["cost"]
     out.write(f"unlearn {s.get('unlearn', 0):.2f} s, {c.get('unlearn_trainings', 0)} trainings vs one retrain "
               f"{s.get('retrain', 0):.2f} s, {c.get('retrain_trainings', 0)} trainings\n")

@@ -257,6 +257,14 @@ def evaluate_model(model_spec: str, adapter: Path | None, sets: EvalSets, *, seq
 # ---------------------------------------------------------------------------------------------
 
 
+def canary_keys(reps: Sequence[int]) -> list[str]:
+    """Report keys of the canaries: the repetition count ("16"), or "<index>x<count>" when two
+    canaries share a count."""
+    if len(set(reps)) == len(reps):
+        return [str(r) for r in reps]
+    return [f"{i}x{r}" for i, r in enumerate(reps)]
+
+
 def retrain_name(seed: int) -> str:
     return f"retrain_seed{seed}"
 
@@ -317,22 +325,16 @@ class VerificationReport:
         }
 
     def canaries(self) -> dict[str, Any]:
-        per_model = {
-            m: {str(r): e for r, e in zip(self.canary_reps, self.evals[m].canary_exposure, strict=True)}
-            for m in self.models
-        }
-        ranks = {
-            m: {str(r): k for r, k in zip(self.canary_reps, self.evals[m].canary_rank, strict=True)}
-            for m in self.models
-        }
+        keys = canary_keys(self.canary_reps)
+        per_model = {m: dict(zip(keys, self.evals[m].canary_exposure, strict=True)) for m in self.models}
+        ranks = {m: dict(zip(keys, self.evals[m].canary_rank, strict=True)) for m in self.models}
         return {
             "reps": list(self.canary_reps),
             "candidates": CANARY_CANDIDATES,
             "exposure_bits": per_model,
+            "keys": canary_keys(self.canary_reps),
             "rank": ranks,
-            "retrain_spread": {
-                str(r): spread([per_model[m][str(r)] for m in self.retrains]) for r in self.canary_reps
-            },
+            "retrain_spread": {k: spread([per_model[m][k] for m in self.retrains]) for k in keys},
         }
 
     def perplexity(self) -> dict[str, Any]:
@@ -366,7 +368,7 @@ class VerificationReport:
         }
         if self.canary_reps:
             can = f["canaries"]
-            top = str(max(self.canary_reps))
+            top = canary_keys(self.canary_reps)[self.canary_reps.index(max(self.canary_reps))]
             out[f"canary{top}_exposure_inside_retrain_spread"] = inside(
                 can["exposure_bits"]["after"][top], can["retrain_spread"][top]
             )
@@ -513,10 +515,10 @@ def receipt_evidence(
             out["attack"]["per_model"][name] = {"auc": auc(pos, neg),
                                                 "ci95": list(bootstrap_auc_ci(pos, neg, seed=bootstrap_seed))}
         if sets.canaries:
-            out["canaries"] = {"reps": list(sets.canary_reps), "candidates": CANARY_CANDIDATES, "exposure_bits": {
-                name: {str(r): e for r, e in zip(sets.canary_reps, evals[name].canary_exposure, strict=True)}
-                for name in models
-            }}
+            keys = canary_keys(list(sets.canary_reps))
+            out["canaries"] = {"reps": list(sets.canary_reps), "keys": keys, "candidates": CANARY_CANDIDATES,
+                               "exposure_bits": {name: dict(zip(keys, evals[name].canary_exposure, strict=True))
+                                                 for name in models}}
     out["retrain_spread"] = None
     out["retrain_spread_note"] = "live executors hold no data to retrain; see simulate / bench/unlearning_evidence.py"
     out["metrics_sha256"] = metrics_hash(out)
@@ -596,7 +598,7 @@ def plot_report(data: Mapping[str, Any], png_path: Path) -> Path:
     axes[1].set_xticklabels(names, rotation=30, fontsize=7)
     axes[1].set_title("calibrated MIA AUC (95% CI)")
     if "canaries" in data:
-        reps = [str(r) for r in data["canaries"]["reps"]]
+        reps = data["canaries"]["keys"]
         for m in names:
             axes[2].plot(reps, [data["canaries"]["exposure_bits"][m][r] for r in reps], marker="o", label=m)
         axes[2].set_xlabel("canary repetitions")
