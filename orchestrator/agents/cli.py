@@ -154,12 +154,41 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
 
 
 def _run_live(args: argparse.Namespace) -> dict[str, Any]:
-    from orchestrator.daemons.demo import DemoConfig, run_demo
+    """A short consortium of real daemons (in-process chain) whose trainers are Q-learning agents."""
+    from orchestrator.daemons.demo import DemoConfig, build_setup, drive
+    from orchestrator.daemons.incentives import agents_settled, attach_agents, close_when_everyone_decided, decisions
+    from orchestrator.daemons.rewards import recompute_rewards, round_report
+    from orchestrator.learning.data import TOPICS
 
-    out = args.json.parent / "live"
-    result = run_demo(DemoConfig(model=args.model, orgs=args.live_orgs, rounds=args.live_rounds, unlearn=None,
-                                 out=out, quiet=True, agents=True))
-    return {"decisions": result.decisions, "rewards": result.rewards}
+    if not 2 <= args.live_orgs <= len(TOPICS) or args.live_rounds < 1:
+        raise ConfigError(f"--live-orgs must be 2..{len(TOPICS)} and --live-rounds >= 1, got "
+                          f"{args.live_orgs} and {args.live_rounds}")
+    state = args.json.parent / "live"
+    if state.exists():
+        import shutil
+
+        shutil.rmtree(state)  # in-process chains start from genesis
+    cfg = DemoConfig(model=args.model, orgs=args.live_orgs, rounds=args.live_rounds, unlearn=TOPICS[0],
+                     out=state, quiet=True, seed=args.seed)
+    setup = build_setup(cfg, state)
+    attach_agents(setup.trainers, seed=args.seed)
+    cons = setup.consortium
+    rounds = cons.protocol.contract("Rounds")
+    drive(setup.daemons, lambda: agents_settled(setup.trainers, cfg.rounds),
+          on_tick=lambda: close_when_everyone_decided(rounds, cons.private, setup.trainers), max_ticks=2000)
+    roots = []
+    for r in range(1, cfg.rounds + 1):
+        report = round_report(rounds, cons.store, r)
+        onchain = bytes(rounds.events.RoundFinalized().get_logs(
+            from_block=0, argument_filters={"roundId": r})[0]["args"]["rewardsRoot"])
+        assert report is not None
+        roots.append({"round": r, "root": "0x" + onchain.hex(),
+                      "recomputed_from_report": recompute_rewards(report["contributions"]).root == onchain})
+    table = decisions(setup.trainers)
+    for org, rows in table.items():
+        print(f"{org:<14}" + "  ".join(f"r{d['round']}: {d['action']:<6} {int(d['tokens']) / 10**18:8.2f} LLS"
+                                       for d in rows))
+    return {"model": args.model, "decisions": table, "rewards_roots": roots}
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:

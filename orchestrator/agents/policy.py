@@ -59,7 +59,7 @@ class QLearningPolicy:
     LOG = "decisions.jsonl"
 
     def __init__(self, state_dir: Path, economics: Economics | None = None, config: AgentConfig | None = None,
-                 space: StateSpace | None = None) -> None:
+                 space: StateSpace | None = None, actions: tuple[str, ...] = ACTIONS) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.economics = economics or Economics()
@@ -73,7 +73,10 @@ class QLearningPolicy:
             self.pending: dict[str, dict[str, Any]] = doc["pending"]
             self.settled: list[int] = doc["settled"]
         else:
-            self.agent = QAgent(config or AgentConfig())
+            unknown = [a for a in actions if a not in LEVEL_FRACTION]
+            if unknown:
+                raise ValueError(f"unknown action(s) {unknown}; choose among {list(ACTIONS)}")
+            self.agent = QAgent(config or AgentConfig(), actions)
             self.recent = self.share = self.steps_used = 0.0
             self.pending, self.settled = {}, []
 
@@ -89,8 +92,6 @@ class QLearningPolicy:
             state = self.space.state(self.observation(free_stake))
             budget_left = self.economics.compute_budget_steps - self.steps_used
             allowed = [a for a in ACTIONS if self._steps(a, round_steps) <= budget_left]
-            if free_stake < 1.0:
-                allowed = ["skip"]  # without the minimum free stake the protocol refuses a submission
             decision = self.agent.act(state, allowed)
             steps = self._steps(decision.action, round_steps)
             self.pending[key] = {"action": decision.action, "steps": steps, "decision": decision.to_dict()}

@@ -38,7 +38,7 @@ from orchestrator.agents.qlearning import ACTIONS, LEVEL_FRACTION, AgentConfig, 
 from orchestrator.agents.shapley import MAX_EXACT, shapley_from_table
 from orchestrator.agents.surrogate import Surrogate
 
-PRICE_FACTOR = 0.4
+PRICE_FACTOR = 0.2
 """Default price per nat as a multiple of (N-1) * valuation, chosen by :func:`price_search` on
 seeds 1000-1002 (disjoint from the reported seeds): Shapley values exceed marginal
 contributions when the merged model saturates, so the Groves price overpays participation."""

@@ -7,8 +7,10 @@ adapter breaks the rules, the CID is malformed or the payload oversized) rejects
 aggregator's own storage (corrupt or missing block, unreachable Kubo node) drops the damaged
 blocks so they can be fetched again and defers the event with backoff (:class:`RetryLater`):
 the round stays closed and pending until the content is readable again. It then merges each
-member's latest valid adapter by exact stacking; scores this round's contributions by
-leave-one-out on its public validation set; turns scores into rewards and a Merkle root;
+member's latest valid adapter by exact stacking; values every coalition of the merged
+model's inputs by re-merging it and measuring the validation-loss reduction on its public
+validation set; pays this round's submitters by exact Shapley value (``rewards.score_round``,
+zero for a harmful contribution, total <= budget) under a Merkle root;
 stores the merged model and a round report; ``finalizeRound``. The report's CID is the
 ``metricsHash`` on chain, so anyone can fetch it, rebuild the rewards tree and check the root.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node, RetryLater
-from orchestrator.daemons.rewards import allocate, build_table
+from orchestrator.daemons.rewards import build_table, score_round
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.errors import StorageError
 from orchestrator.storage import errors as serr
@@ -54,6 +56,13 @@ class RoundPlan:
     duration_s: int = 3600
     reward_budget: int = 1000 * 10**18
     config: RoundConfig | None = None
+    #: contribution values: "auto" (exact Shapley for <= 10 inputs, Monte-Carlo above), "exact",
+    #: "monte_carlo" or "leave_one_out"
+    contribution_method: str = "auto"
+    #: token units paid per nat of contribution value, capped at the budget; None splits the
+    #: whole budget over the positive values (the shares of inputs that did not submit this
+    #: round stay in the pool)
+    reward_price: int | None = None
     min_members: int = 1  # no round opens with fewer members
     status_every_s: float = 60.0  # how often an open round logs whom it is waiting for
 
@@ -155,19 +164,19 @@ class AggregatorDaemon(Daemon):
         learning_started = time.perf_counter()
         merged = modelbook.merge_and_store(self.node, inputs, dirs, recipients, self.work / f"merged-round-{round_id}")
 
-        from orchestrator.learning.api import evaluate_perplexity, score_contributions
+        from orchestrator.learning.api import evaluate_perplexity
 
-        this_round = {i.org for i in inputs if i.round == round_id}
-        scores = score_contributions(
-            config.model, dirs, merged.weights, self.val_texts,
-            seq_len=config.eval_seq_len, batch_size=config.eval_batch_size,
-        ) if len(dirs) > 1 else {o: 1.0 for o in dirs}
+        this_round = sorted({i.org for i in inputs if i.round == round_id}, key=str.lower)
+        budget = int(rounds.functions.getRound(round_id).call()[6])
+        contributions = score_round(
+            config.model, dirs, {i.org: i.num_samples for i in inputs}, self.val_texts, this_round, budget,
+            seq_len=config.eval_seq_len, batch_size=config.eval_batch_size, method=self.plan.contribution_method,
+            price=self.plan.reward_price, seed=round_id)
+        scores = contributions.values
         ppl = evaluate_perplexity(config.model, merged.folder, self.val_texts,
                                   seq_len=config.eval_seq_len, batch_size=config.eval_batch_size)
         learning_seconds = time.perf_counter() - learning_started
-        budget = int(rounds.functions.getRound(round_id).call()[6])
-        samples = {i.org: i.num_samples for i in inputs if i.org in this_round}
-        table = build_table(allocate(budget, {o: s for o, s in scores.items() if o in this_round}, samples))
+        table = build_table(contributions.amounts)
         report = {
             "kind": "round-report",
             "round": round_id,
@@ -175,6 +184,7 @@ class AggregatorDaemon(Daemon):
             **merged.describe(),
             "rejected": rejected,
             "scores": scores,
+            "contributions": contributions.to_json(),
             "rewards": table.to_json(),
             "metrics": {"val_perplexity": ppl, "aggregation_seconds": time.perf_counter() - started,
                         "learning_seconds": learning_seconds},

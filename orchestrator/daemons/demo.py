@@ -151,8 +151,16 @@ def build_setup(cfg: DemoConfig, state: Path, on_step: Callable[[str], None] | N
     }
     aggregator = AggregatorDaemon(agg_node, cons.aggregator.enc_private,
                                   RoundPlan(rounds=cfg.rounds, config=round_cfg), val_texts)
+    from orchestrator.learning.verify import EvalSets
+
+    # What the forgotten org discloses to the executor for the receipt's membership attack: some
+    # of its training articles and articles of its topic it never trained on, and its canaries.
+    audit = {cons.orgs[n].address: EvalSets(val={}, members=data[n].articles[:32],
+                                            nonmembers=(data[n].heldout + data[n].unused)[:32],
+                                            canaries=data[n].canaries, canary_reps=data[n].canary_reps)
+             for n in names}
     unlearner = UnlearningDaemon(cons.node(cons.aggregator, state / "unlearner"), cons.aggregator.enc_private,
-                                 cons.aggregator_keys(), eval_by_org)
+                                 cons.aggregator_keys(), eval_by_org, audit=audit)
     relayer = RelayerDaemon(cons.node(cons.relayer, state / "relayer"),
                             cons.node(cons.relayer, state / "relayer-public", public=True))
     return Setup(cons, data, trainers, aggregator, unlearner, relayer)

@@ -86,3 +86,114 @@ def rewards_settled(rounds: object, store: object, round_id: int) -> bool:
     table = RewardTable.from_json(report["rewards"])  # type: ignore[arg-type]
     return all(rounds.functions.hasClaimed(round_id, org).call()  # type: ignore[attr-defined]
                for org in table.amounts)
+
+
+# -- contribution-based rewards (exact Shapley of re-merged coalitions) ------------------------
+@dataclass(frozen=True)
+class RoundContributions:
+    """Everything needed to recompute a round's rewards: the report carries it as JSON.
+
+    ``players`` are the adapters in the merged model (each member's latest valid one);
+    ``payees`` are this round's submitters among them (only they can claim); ``coalitions``
+    holds the value of every coalition the method evaluated (all 2^K for exact Shapley).
+    """
+
+    method: str
+    players: list[str]
+    payees: list[str]
+    coalitions: dict[frozenset[str], float]
+    values: dict[str, float]
+    std_errors: dict[str, float]
+    budget: int
+    price: int | None  # token units per nat of value; None: the budget is split proportionally
+    permutations: int
+    seed: int
+    amounts: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        from orchestrator.agents.shapley import values_to_json
+
+        return {"method": self.method, "players": self.players, "payees": self.payees,
+                "value": "validation-loss reduction (nats/token) of the re-merged coalition vs the base model",
+                "coalitions": values_to_json(self.coalitions), "shapley": self.values, "std_errors": self.std_errors,
+                "budget": str(self.budget), "price": None if self.price is None else str(self.price),
+                "permutations": self.permutations, "seed": self.seed,
+                "amounts": {o: str(a) for o, a in sorted(self.amounts.items())}}
+
+
+def coalitions_needed(players: list[str], method: str, *, permutations: int = 200, seed: int = 0) -> list[frozenset[str]]:
+    """The coalitions ``method`` will ask for (the aggregator evaluates them in one model load)."""
+    from orchestrator.agents.shapley import CachedGame, contribution_values
+
+    game = CachedGame(players, lambda c: 0.0)
+    contribution_values(players, game, method=method, permutations=permutations, seed=seed)
+    return sorted(game.cache, key=lambda c: (len(c), sorted(c)))
+
+
+def contribution_rewards(
+    players: list[str],
+    coalitions: Mapping[frozenset[str], float],
+    payees: list[str],
+    budget: int,
+    *,
+    method: str = "auto",
+    price: int | None = None,
+    permutations: int = 200,
+    seed: int = 0,
+) -> RoundContributions:
+    """Contribution values from coalition values, then amounts: pure, so anyone can recompute them."""
+    from orchestrator.agents.allocation import allocate_rewards
+    from orchestrator.agents.shapley import contribution_values
+
+    def value(c: frozenset[str]) -> float:
+        if c not in coalitions:
+            raise ValueError(f"the value of coalition {sorted(c)} is missing; it must be evaluated first")
+        return float(coalitions[c])
+
+    players = sorted(players, key=str.lower)
+    result = contribution_values(players, value, method=method, permutations=permutations, seed=seed)
+    amounts = allocate_rewards(budget, result.values, payees=payees,
+                               price=None if price is None else float(price))
+    return RoundContributions(result.method, players, sorted(payees, key=str.lower), dict(coalitions),
+                              result.values, result.std_errors, budget, price, permutations, seed, amounts)
+
+
+def recompute_rewards(contributions: Mapping[str, object]) -> RewardTable:
+    """The rewards table a round report's ``contributions`` section implies (what an auditor runs)."""
+    from orchestrator.agents.shapley import values_from_json
+
+    price = contributions.get("price")
+    result = contribution_rewards(
+        list(contributions["players"]), values_from_json(contributions["coalitions"]),  # type: ignore[call-overload, arg-type]
+        list(contributions["payees"]), int(str(contributions["budget"])),  # type: ignore[call-overload]
+        method=str(contributions["method"]), price=None if price is None else int(str(price)),
+        permutations=int(str(contributions["permutations"])), seed=int(str(contributions["seed"])))
+    return build_table(result.amounts)
+
+
+def score_round(
+    model: str,
+    adapter_dirs: Mapping[str, object],
+    samples: Mapping[str, int],
+    val_texts: list[str],
+    payees: list[str],
+    budget: int,
+    *,
+    seq_len: int,
+    batch_size: int,
+    method: str = "auto",
+    price: int | None = None,
+    permutations: int = 200,
+    seed: int = 0,
+) -> RoundContributions:
+    """The aggregator's scoring step: evaluate the needed coalitions' re-merged models, then pay."""
+    from pathlib import Path
+
+    from orchestrator.learning.coalitions import coalition_values
+
+    players = sorted(adapter_dirs, key=str.lower)
+    needed = coalitions_needed(players, method, permutations=permutations, seed=seed)
+    _, values = coalition_values(model, {o: Path(str(p)) for o, p in adapter_dirs.items()}, samples, val_texts,
+                                 needed, seq_len=seq_len, batch_size=batch_size)
+    return contribution_rewards(players, values, payees, budget, method=method, price=price,
+                                permutations=permutations, seed=seed)

@@ -43,6 +43,7 @@ class TrainerDaemon(Daemon):
         *,
         progress: bool = False,
         name: str | None = None,
+        policy: Any = None,
     ) -> None:
         if not texts:
             raise DaemonError(f"trainer {org_name}: no training texts; give the org a data folder")
@@ -51,6 +52,8 @@ class TrainerDaemon(Daemon):
         self.data_commitment = data_commitment
         self.encryption_key = encryption_key
         self.progress = progress
+        #: decides per round whether (and how much) to train, e.g. agents.policy.QLearningPolicy
+        self.policy = policy
         super().__init__(node, name or f"trainer-{org_name}")
         self.adapters_dir = node.state_dir / "adapters"
 
@@ -59,7 +62,8 @@ class TrainerDaemon(Daemon):
         return [(rounds, "RoundOpened"), (rounds, "RoundFinalized")]
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {"RoundOpened": self.on_round_opened, "RoundFinalized": self.on_round_finalized}
+        finalized = self.on_round_finalized if self.policy is None else self._finalized_then_learn
+        return {"RoundOpened": self.on_round_opened, "RoundFinalized": finalized}
 
     # -- round opened -----------------------------------------------------------------------
     def on_round_opened(self, event: Any) -> None:
@@ -79,6 +83,10 @@ class TrainerDaemon(Daemon):
         from orchestrator.learning.api import TrainConfig, train_adapter
 
         train_cfg = TrainConfig.from_dict(config.train).for_round(round_id - 1)  # fresh data order per round
+        if self.policy is not None:
+            train_cfg = self._ask_policy(round_id, train_cfg)
+            if train_cfg is None:
+                return
         out_dir = self.adapters_dir / f"round-{round_id}"
         init = self._init_adapter(config, round_id)
         learning_started = time.perf_counter()
@@ -143,3 +151,38 @@ class TrainerDaemon(Daemon):
             return
         self.node.send(rounds.functions.claimReward(round_id, amount, table.proof(me)))
         self.record("claimed", round=round_id, amount=amount)
+
+    # -- participation policy (agents/): skip or a resource level per round, learn from the reward --
+    def _ask_policy(self, round_id: int, train_cfg: Any) -> Any:
+        """The round's training config at the policy's level, or None to skip the round."""
+        import dataclasses
+
+        choice = self.policy.decide(round_id, train_cfg.steps, free_stake=self._free_stake())
+        d = choice.decision
+        self.record("decided", round=round_id, choice=choice.action, steps=choice.steps, state=d["state"],
+                    q_values=d["q_values"], epsilon=d["epsilon"], explored=d["explored"])
+        return None if choice.skip else dataclasses.replace(train_cfg, steps=choice.steps)
+
+    def _free_stake(self) -> float:
+        """Free stake over the minimum stake (Protocol v2's freeStakeOf, else the whole stake)."""
+        staking, me = self.node.contract("Staking"), self.node.address
+        free = (staking.functions.freeStakeOf(me) if hasattr(staking.functions, "freeStakeOf")
+                else staking.functions.stakeOf(me)).call()
+        minimum = int(self.node.contract("Membership").functions.minStake().call())
+        return int(free) / minimum if minimum else 1.0
+
+    def _finalized_then_learn(self, event: Any) -> None:
+        self.on_round_finalized(event)
+        round_id = int(event.args["roundId"])
+        report = json.loads(self.node.store.cat(bytes32_to_cid(bytes(event.args["metricsHash"]))))
+        me = self.node.address
+        amount = int(RewardTable.from_json(report["rewards"]).amounts.get(me, 0))
+        contributions = report.get("contributions", {})
+        positive = {o: max(float(v), 0.0) for o, v in contributions.get("shapley", {}).items()}
+        share = positive.get(me, 0.0) / sum(positive.values()) if sum(positive.values()) > 0 else 0.0
+        everyone = frozenset(contributions.get("players", []))
+        improvement = next((float(row["value"]) for row in contributions.get("coalitions", [])
+                            if frozenset(row["members"]) == everyone), 0.0)
+        reward = self.policy.settle(round_id, amount, share, improvement, free_stake=self._free_stake())
+        if reward is not None:
+            self.record("learned", round=round_id, reward=reward, tokens=amount, share=share, improvement=improvement)

@@ -41,8 +41,12 @@ class UnlearningDaemon(Daemon):
         eval_texts: Mapping[str, list[str]],
         *,
         name: str | None = None,
+        audit: Mapping[str, Any] | None = None,
     ) -> None:
         self.encryption_key = encryption_key
+        # org address -> learning.verify.EvalSets (members, non-members, canaries) for the
+        # calibrated attack in the receipt; only what the consortium chose to disclose to it.
+        self.audit = {k.lower(): v for k, v in (audit or {}).items()}
         self.aggregator_keys = aggregator_keys
         self.eval_texts = dict(eval_texts)  # org address -> public validation texts of its topic
         super().__init__(node, name or "unlearner")
@@ -129,7 +133,18 @@ class UnlearningDaemon(Daemon):
             "removed": [vars(i) for i in removed],
             "perplexity": perplexity,
             "unlearning_seconds": seconds,
-        }
+        } | self._evidence(org, config, before_dir, merged)
+
+    def _evidence(self, org: str, config: RoundConfig, before_dir: Any, merged: modelbook.MergedModel) -> dict[str, Any]:
+        """learning.verify.receipt_evidence: the calibrated attack with bootstrap intervals and
+        canary exposure (when audit texts of ``org`` are given), provenance, a metrics hash
+        without wall time."""
+        from orchestrator.learning.verify import receipt_evidence
+
+        return {"evidence": receipt_evidence(
+            config.model, before=before_dir, after=merged.folder, val={}, sets=self.audit.get(org.lower()),
+            seq_len=config.eval_seq_len, batch_size=config.eval_batch_size,
+        )}
 
     def _latest_config(self) -> RoundConfig:
         rounds = self.node.contract("Rounds")

@@ -60,7 +60,9 @@ class Adapter:
 
     @property
     def base_model(self) -> str:
-        return str(self.meta.get("base_model") or self.config.get("base_model_name_or_path") or "")
+        """The base model id; a built-in base's registered alias ``ledgerlora/<id>`` counts as <id>."""
+        name = str(self.meta.get("base_model") or self.config.get("base_model_name_or_path") or "")
+        return name.removeprefix("ledgerlora/")
 
     @property
     def num_samples(self) -> int:

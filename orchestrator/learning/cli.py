@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--model", default="smollm2", help="tiny, smollm2 or a local Hugging Face folder")
     p.add_argument("--orgs", type=int, default=5, help="number of orgs (business, entertainment, ...)")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--mode", choices=("isolated", "collaborative"), default="isolated")
+    p.add_argument("--mode", choices=("isolated", "collaborative", "grouped"), default="isolated",
+                   help="isolated (exact stack), collaborative (FedAvg) or grouped (FedAvg inside G groups, "
+                        "exact stack across them)")
+    p.add_argument("--groups", type=int, default=2, metavar="G", help="number of groups for --mode grouped")
     p.add_argument("--unlearn", default="sport", metavar="ORG", help="the org to forget")
     p.add_argument("--unlearn-samples", type=int, default=0, metavar="K",
                    help="remove K samples of ORG (SISA shards) instead of the whole org")
@@ -39,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-train", type=int, default=32, help="training texts per org")
     p.add_argument("--max-val", type=int, default=8, help="validation texts per org")
-    p.add_argument("--mia-samples", type=int, default=16, help="member / held-out texts for the MIA")
+    p.add_argument("--mia-samples", type=int, default=16,
+                   help="member and non-member texts of the calibrated membership attack (>= 100 for evidence)")
+    p.add_argument("--canary-reps", default="1,4,16", metavar="N,N,...",
+                   help="canaries of ORG and how often each is inserted (comma-separated counts)")
+    p.add_argument("--retrain-seeds", type=int, default=3,
+                   help="independent retrains without the forgotten data (the yardstick's spread)")
     p.add_argument("--score-val", type=int, default=4, help="validation texts per org for contribution scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-score", action="store_true", help="skip leave-one-out contribution scores")
@@ -64,9 +72,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
         if v is not None
     }
     try:
+        try:
+            reps = tuple(int(x) for x in args.canary_reps.split(",") if x.strip())
+        except ValueError:
+            raise ValueError(f"--canary-reps must be comma-separated integers like 1,4,16; got {args.canary_reps!r}") from None
         train = TrainConfig.from_dict({**defaults.to_dict(), **overrides})
         cfg = SimulationConfig(
-            model=args.model, orgs=args.orgs, rounds=args.rounds, mode=args.mode, unlearn=args.unlearn,
+            model=args.model, orgs=args.orgs, rounds=args.rounds, mode=args.mode, groups=args.groups,
+            canary_reps=reps, retrain_seeds=args.retrain_seeds, unlearn=args.unlearn,
             unlearn_samples=args.unlearn_samples, shards=args.shards, join_round=args.join_round,
             max_train=args.max_train, max_val=args.max_val, mia_samples=args.mia_samples,
             score_val=args.score_val,
@@ -77,10 +90,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report = simulate(cfg, args.work_dir)
     png = args.png or args.json.with_suffix(".png")
-    report.settings["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report.seconds["wall"] = round(time.perf_counter() - started, 1)  # not hashed
     report.write(args.json, png)
     print_summary(report.to_dict(), sys.stdout)
-    print(f"report: {args.json}  plot: {png}  ({report.settings['wall_seconds']} s)")
+    print(f"report: {args.json}  plot: {png}  ({report.seconds['wall']} s)")
     return 0
 
 
@@ -96,14 +109,22 @@ def default_train_config(model: str) -> "TrainConfig":  # noqa: F821 - lazy impo
 
 
 def print_summary(data: dict, out) -> None:  # type: ignore[no-untyped-def]
-    models = [m for m in ("base", "before", "after", "retrain") if m in data["mia_auc"]]
-    out.write(f"{'perplexity':<24}" + "".join(f"{m:>10}" for m in models) + "\n")
-    for org, row in data["perplexity"].items():
+    models = [m for m in data["models"]]
+    short = {m: m.replace("retrain_seed", "r") for m in models}
+    out.write(f"{'perplexity':<24}" + "".join(f"{short[m]:>10}" for m in models) + "\n")
+    for org in data["orgs"]:
+        row = data["perplexity"][org]
         label = org + (" (forgotten)" if org == data["forget"] else "")
         out.write(f"{label:<24}" + "".join(f"{row[m]:>10.2f}" for m in models) + "\n")
-    out.write(f"{'MIA AUC':<24}" + "".join(f"{data['mia_auc'][m]:>10.3f}" for m in models) + "\n")
-    out.write(f"{'canary loss':<24}" + "".join(f"{data['canary_loss'][m]:>10.3f}" for m in models) + "\n")
-    s = data["seconds"]
-    out.write(f"unlearn {s['unlearn']:.2f} s vs retrain {s['retrain']:.2f} s ({s['speedup']:.0f}x)\n")
-    out.write(f"unlearned_sha256 {data['unlearned_sha256']}\nretrained_sha256 {data['retrained_sha256']}\n")
+    att = data["attack"]["per_model"]
+    out.write(f"{'calibrated MIA AUC':<24}{'':>10}" + "".join(f"{att[m]['auc']:>10.3f}" for m in models[1:]) + "\n")
+    if "canaries" in data:
+        ex = data["canaries"]["exposure_bits"]
+        for k in data["canaries"]["keys"]:
+            out.write(f"{f'exposure {k} (bits)':<24}" + "".join(f"{ex[m][k]:>10.2f}" for m in models) + "\n")
+    s, c = data["seconds"], data["cost"]
+    out.write(f"unlearn {s.get('unlearn', 0):.2f} s, {c.get('unlearn_trainings', 0)} trainings vs one retrain "
+              f"{s.get('retrain', 0):.2f} s, {c.get('retrain_trainings', 0)} trainings\n")
+    out.write(f"unlearned_sha256 {data['unlearned_sha256']}\n")
+    out.write(f"metrics_sha256 {data['metrics_sha256']}\n")
     out.write("checks: " + json.dumps(data["checks"]) + "\n")

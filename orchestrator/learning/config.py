@@ -6,6 +6,7 @@ No torch import: the daemons build and publish configs without loading a model.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -79,6 +80,19 @@ class TrainConfig:
         leaves everyone else's training unchanged (the basis of exact unlearning).
         """
         return dataclasses.replace(self, seed=self.seed + 1000 * round_index)
+
+    def for_org(self, org: str) -> TrainConfig:
+        """The config of one org: its own seed (LoRA initialisation and data order).
+
+        The offset depends on the org's name only (a SHA-256, never Python's salted ``hash``),
+        so removing another org changes nothing here.  Used as ``cfg.for_round(r).for_org(o)``.
+        """
+        return dataclasses.replace(self, seed=(self.seed + org_seed_offset(org)) % 2**63)
+
+
+def org_seed_offset(org: str) -> int:
+    """A 32-bit seed offset derived from an org's name (topic, address, group label)."""
+    return int.from_bytes(hashlib.sha256(f"ledgerlora-org|{org.lower()}".encode()).digest()[:4], "big")
 
 
 _HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}

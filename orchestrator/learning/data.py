@@ -1,9 +1,12 @@
 """Organisation data: BBC News (one org per topic) or a user folder, with deterministic splits.
 
 Every org gets disjoint ``train`` / ``val`` / ``heldout`` lists.  ``heldout`` is never trained on
-by anyone: it is the "non-member" side of the membership-inference test.  A few canary
-sentences ("The secret code of sport is 48213907.") are mixed into ``train`` so that
-memorisation can be measured before and after unlearning.
+by anyone: it is the "non-member" side of the membership-inference test; ``unused`` holds the
+rest of the training split that ``max_train`` left out (never trained on either, so more
+non-members of the same distribution).  Canary sentences ("The locker code of the sport desk is
+407.") are mixed into ``train``, each repeated a chosen number of times (1, 4, 16 for the
+unlearning evidence), so that memorisation can be measured as exposure before and after
+unlearning: the rank of the true 3-digit code among all 1,000 codes.
 
 Splits depend only on (org, seed, the file set): the shuffle RNG is seeded from a SHA-256 of the
 org name, never from Python's salted ``hash``.  One sample is one article (title + body); the
@@ -31,6 +34,9 @@ _TOPIC_FOLDERS = {"sport": "sports"}
 MIN_CHARS = 40
 """Texts shorter than this carry too few tokens to train or evaluate on."""
 NUM_CANARIES = 3
+CANARY_NOUNS = ("locker", "safe", "door", "alarm", "vault", "gate")
+CANARY_DIGITS = 3
+"""Codes are 000..999: exposure ranks the true code among all 1,000 candidates exactly."""
 PUBLIC_PER_TOPIC = 100
 """The first articles (by file name) of every BBC topic are "public": the tiny test model's
 tokenizer and warm-up pre-training read them, and no org ever owns them.  Keeping them out of
@@ -49,6 +55,14 @@ class OrgData:
     val: list[str]
     heldout: list[str]
     canaries: list[str] = field(default_factory=list)
+    canary_reps: list[int] = field(default_factory=list)  # how often each canary is in ``train``
+    unused: list[str] = field(default_factory=list)  # train-split texts left out by ``max_train``
+
+    @property
+    def articles(self) -> list[str]:
+        """The training texts that are not canaries (the members of the membership attack)."""
+        secret = set(self.canaries)
+        return [t for t in self.train if t not in secret]
 
     def commitment(self) -> bytes:
         """Merkle root over the train samples, as the contracts verify sample proofs."""
@@ -140,12 +154,21 @@ def _org_rng(org: str, seed: int, purpose: str) -> random.Random:
 
 
 def make_canaries(org: str, seed: int = 0, count: int = NUM_CANARIES) -> list[str]:
-    """Unique secret sentences per org; their loss tells whether the model memorised them."""
+    """Unique secret sentences per org, "The <noun> code of the <org> desk is <ddd>."; the
+    exposure of the code (see :func:`canary_parts`) tells whether the model memorised it."""
+    if not 0 <= count <= len(CANARY_NOUNS):
+        raise LearningError(f"count of canaries must be in 0..{len(CANARY_NOUNS)}; got {count}")
     rng = _org_rng(org, seed, "canary")
-    return [
-        f"The secret code of {org} is {rng.randrange(10**7, 10**8)}. Remember it carefully."
-        for _ in range(count)
-    ]
+    codes = rng.sample(range(10**CANARY_DIGITS), count)
+    return [f"The {noun} code of the {org} desk is {code:0{CANARY_DIGITS}d}." for noun, code in zip(CANARY_NOUNS, codes)]
+
+
+def canary_parts(canary: str) -> tuple[str, str]:
+    """(prefix, code) of a canary: "The locker code of the sport desk is", "407"."""
+    match = re.fullmatch(rf"(.*) (\d{{{CANARY_DIGITS}}})\.", canary)
+    if match is None:
+        raise LearningError(f"{canary!r} is not a canary made by make_canaries")
+    return match.group(1), match.group(2)
 
 
 def load_org_data(
@@ -157,11 +180,14 @@ def load_org_data(
     source: Path | None = None,
     max_heldout: int | None = None,
     num_canaries: int = NUM_CANARIES,
+    canary_reps: Sequence[int] | None = None,
 ) -> OrgData:
     """Deterministic train/val/heldout split of ``org``'s texts plus canaries in ``train``.
 
     ``org`` is a BBC topic unless ``source`` names a folder.  ``max_heldout`` defaults to
-    ``max_val``.  Canaries are inserted at seeded positions and count towards ``max_train``.
+    ``max_val``.  ``canary_reps`` (e.g. ``(1, 4, 16)``) makes one canary per entry, inserted
+    that many times; without it ``num_canaries`` canaries are inserted once each.  Canary copies
+    are inserted at seeded positions and count towards ``max_train``.
     """
     if source is not None:
         texts = read_folder(Path(source))
@@ -189,6 +215,9 @@ def load_org_data(
             raise LearningError(f"{name} must be at least 1; got {value}")
     if num_canaries < 0:
         raise LearningError(f"num_canaries must be >= 0; got {num_canaries}")
+    reps = [1] * num_canaries if canary_reps is None else [int(r) for r in canary_reps]
+    if any(r < 1 for r in reps):
+        raise LearningError(f"canary_reps must all be >= 1; got {list(reps)}")
     rng = _org_rng(org, seed, "split")
     rng.shuffle(usable)
     n_val = max(1, round(len(usable) * VAL_FRACTION))
@@ -201,15 +230,20 @@ def load_org_data(
     held_cap = max_heldout if max_heldout is not None else max_val
     if held_cap is not None:
         heldout = heldout[:held_cap]
-    canaries = make_canaries(org, seed, num_canaries)
+    canaries = make_canaries(org, seed, len(reps))
+    unused: list[str] = []
     if max_train is not None:
-        train = train[: max(0, max_train - len(canaries))]
+        keep = max(0, max_train - sum(reps))
+        train, unused = train[:keep], train[keep:]
     pos_rng = _org_rng(org, seed, "canary-positions")
-    for canary in canaries:
-        train.insert(pos_rng.randrange(len(train) + 1), canary)
+    for canary, rep in zip(canaries, reps, strict=True):
+        for _ in range(rep):
+            train.insert(pos_rng.randrange(len(train) + 1), canary)
     if not train:
         raise LearningError(f"org {org!r}: no training texts left after the split; add more data")
-    return OrgData(name=org, train=train, val=val, heldout=heldout, canaries=canaries)
+    return OrgData(
+        name=org, train=train, val=val, heldout=heldout, canaries=canaries, canary_reps=reps, unused=unused
+    )
 
 
 def load_orgs(orgs: Sequence[str], **kwargs: object) -> dict[str, OrgData]:

@@ -70,6 +70,29 @@ def configure_threads() -> None:
         torch.set_num_threads(int(value))
 
 
+def deterministic_mode(device: str) -> dict[str, object]:
+    """Switch torch to deterministic algorithms for training on ``device`` and say what is set.
+
+    On CUDA: ``torch.use_deterministic_algorithms(True)`` (an op without a deterministic kernel
+    raises instead of silently varying), cuDNN deterministic and not benchmarking, and
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS needs it for reproducible GEMMs).  CPU kernels
+    used here are deterministic already; nothing is changed there.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return {
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
 def pick_device() -> tuple[str, torch.dtype]:
     """CUDA with bf16 when a GPU is present, else CPU fp32 (bit-reproducible training)."""
     import torch
@@ -296,6 +319,57 @@ def resolve_model(spec: str) -> Path:
             "(the output of save_pretrained)"
         )
     return path.resolve()
+
+
+HUB_NAMESPACE = "ledgerlora"
+"""Adapters name a built-in base as ``ledgerlora/<folder>`` (e.g. ``ledgerlora/smollm2-135m``:
+SmolLM2-135M-Instruct dequantised from the Q4_1 GGUF, NOT the Hub's original weights) and the
+folder is registered under that id in the Hugging Face cache, so stock tools resolve it
+offline: ``AutoPeftModelForCausalLM.from_pretrained(adapter_dir)``."""
+
+
+def hub_alias(folder: Path) -> str:
+    return f"{HUB_NAMESPACE}/{folder.name}"
+
+
+def register_hub_alias(folder: Path) -> str:
+    """Make ``ledgerlora/<folder name>`` resolvable offline from the Hugging Face cache.
+
+    The cache entry (``models--ledgerlora--<name>/snapshots/<rev>/``) holds symlinks to the
+    folder's files; ``refs/main`` names the revision (a hash of the folder's file list and
+    sizes).  Idempotent and atomic (temp folder + rename), so concurrent processes are safe.
+    """
+    from huggingface_hub import constants
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    rev = hashlib.sha1(json.dumps([[p.name, p.stat().st_size] for p in files]).encode()).hexdigest()
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{HUB_NAMESPACE}--{folder.name}"
+    snapshot = repo / "snapshots" / rev
+    if not snapshot.is_dir():
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{rev}-", dir=snapshot.parent))
+        for p in files:
+            (tmp / p.name).symlink_to(p.resolve())
+        try:
+            os.rename(tmp, snapshot)
+        except OSError:  # another process registered it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    ref = repo / "refs" / "main"
+    if not ref.is_file() or ref.read_text() != rev:
+        tmp_ref = repo / "refs" / f".main-{os.getpid()}"
+        tmp_ref.write_text(rev)
+        os.replace(tmp_ref, ref)
+    return hub_alias(folder)
+
+
+def base_name_for_config(spec: str) -> str:
+    """What an adapter's ``base_model_name_or_path`` says: the registered Hub-style alias for
+    the built-in models, the folder path for a user's local model."""
+    if spec in ("tiny", "smollm2"):
+        return register_hub_alias(resolve_model(spec))
+    return str(resolve_model(spec))
 
 
 def model_id(spec: str) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.errors import LearningError
 from orchestrator.learning.adapters import META_FILE, is_adapter_dir, read_adapter, replace_dir
 from orchestrator.learning.config import TrainConfig
-from orchestrator.learning.models import load_model, model_id
+from orchestrator.learning.models import base_name_for_config, deterministic_mode, load_model, model_id
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -137,12 +137,13 @@ def save_peft(peft_model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
             warnings.filterwarnings("ignore", message="Could not find a config file")
             peft_model.save_pretrained(str(tmp))
         (tmp / "README.md").unlink(missing_ok=True)  # peft's model card: boilerplate, not data
-        # The stable model id, not this machine's folder: the config is what travels through
-        # storage (the meta file does not), and a local path would leak into shared adapters.
+        # A stable name, not this machine's folder: the config is what travels through storage
+        # (the meta file does not), and a local path would leak into shared adapters.  Built-in
+        # bases get their registered alias (ledgerlora/<id>), which stock tools resolve offline.
         if meta.get("base_model"):
             config_path = tmp / "adapter_config.json"
             config = json.loads(config_path.read_text())
-            config["base_model_name_or_path"] = str(meta["base_model"])
+            config["base_model_name_or_path"] = str(meta.get("base_name") or meta["base_model"])
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         replace_dir(tmp, out_dir)
@@ -150,6 +151,21 @@ def save_peft(peft_model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def initial_adapter(model_spec: str, cfg: TrainConfig, out_dir: Path) -> Path:
+    """A fresh (untrained) LoRA adapter drawn after ``torch.manual_seed(cfg.seed)``: the shared
+    starting point a collaborative group broadcasts before its first round (B = 0, so the model
+    is the base model)."""
+    import torch
+    from peft import get_peft_model
+
+    model, _ = load_model(model_spec)
+    torch.manual_seed(cfg.seed)
+    peft_model = get_peft_model(model, _lora_config(cfg))
+    meta = {"base_model": model_id(model_spec), "base_name": base_name_for_config(model_spec), "num_samples": 0,
+            "config": cfg.to_dict(), "initial": True}
+    return save_peft(peft_model, Path(out_dir), meta)
 
 
 def train_adapter(
@@ -182,6 +198,7 @@ def train_adapter(
         _check_init_adapter(Path(init_adapter), base)
     model, tokenizer = load_model(model_spec)
     device = next(model.parameters()).device
+    determinism = deterministic_mode(str(device))
     data = encode(tokenizer, texts, cfg.seq_len, what="training texts")
 
     torch.manual_seed(cfg.seed)
@@ -196,9 +213,13 @@ def train_adapter(
     world = distributed.current_world()  # set under torchrun: each rank takes its rows of each batch
     meta = {
         "base_model": base,
+        "base_name": base_name_for_config(model_spec),
         "num_samples": len(texts),
         "config": cfg.to_dict(),
         "init_adapter_sha256": _sha_or_none(init_adapter),
+        "device": str(device),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "determinism": determinism,
     }
 
     losses: list[float] = []

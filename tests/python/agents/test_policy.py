@@ -31,10 +31,9 @@ def test_decision_is_stable_per_round_and_survives_a_restart(tmp_path: Path) -> 
     assert set(log[0]) >= {"state", "q_values", "epsilon", "action", "round"}
 
 
-def test_no_free_stake_or_compute_means_skip(tmp_path: Path) -> None:
+def test_compute_budget_limits_the_levels(tmp_path: Path) -> None:
     policy = QLearningPolicy(tmp_path / "a", Economics(compute_budget_steps=3), AgentConfig(seed=1))
-    assert policy.decide(1, round_steps=8, free_stake=0.5).skip
     # only 'low' (2 steps) fits a 3-step budget, once
-    picks = {policy.decide(r, round_steps=8).action for r in range(2, 40)}
+    picks = {policy.decide(r, round_steps=8).action for r in range(1, 40)}
     assert picks <= {"skip", "low"}
     assert policy.steps_used <= 3

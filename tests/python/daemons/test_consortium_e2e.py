@@ -126,3 +126,20 @@ def test_report_is_written_with_plot(tiny_demo: DemoResult) -> None:
     assert written["unlearning"]["rederived_matches"] is True
     png = tiny_demo.report_path.with_name("report.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unlearning_receipt_carries_the_calibrated_evidence(tiny_demo: DemoResult) -> None:
+    """The live receipt holds learning.verify's evidence: calibrated attack before/after with 95%
+    bootstrap intervals on the forgotten org's disclosed texts, canary exposure, provenance and
+    a metrics hash that recomputes from the figures (no wall time in it)."""
+    from orchestrator.learning.verify import metrics_hash
+
+    doc = json.loads(tiny_demo.consortium.store.cat(tiny_demo.report["unlearning"]["receipt_cid"]))
+    ev = doc["evidence"]
+    assert ev["attack"]["members"] == 32 and ev["attack"]["nonmembers"] == 32
+    for model in ("before", "after"):
+        lo, hi = ev["attack"]["per_model"][model]["ci95"]
+        assert 0 <= lo <= ev["attack"]["per_model"][model]["auc"] <= hi <= 1
+    assert set(ev["canaries"]["exposure_bits"]) == {"base", "before", "after"}
+    assert ev["provenance"]["device"] == "cpu" and ev["retrain_spread"] is None
+    assert ev["metrics_sha256"] == metrics_hash({k: v for k, v in ev.items() if k != "metrics_sha256"})

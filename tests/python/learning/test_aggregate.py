@@ -94,20 +94,56 @@ def test_fedavg_is_the_weighted_mean_of_a_and_b(trained, tmp_path) -> None:  # t
     assert merged.rank == 8
 
 
-def test_median_and_trimmed_mean_resist_one_poisoned_adapter(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    honest = read_adapter(trained["sport"])
-    dirs = []
-    for i in range(4):
-        copy = Adapter(None, dict(honest.config), {k: v + 1e-3 * i for k, v in honest.tensors.items()}, dict(honest.meta))
-        dirs.append(write_adapter(copy, tmp_path / f"h{i}"))
-    poison = Adapter(None, dict(honest.config), {k: v + 1e3 for k, v in honest.tensors.items()}, dict(honest.meta))
-    dirs.append(write_adapter(poison, tmp_path / "poison"))
+def _with_deltas(ref: Adapter, deltas: list[float], tmp_path: Path) -> list[Path]:
+    """Adapters whose dense update is ``d * (the reference update)``."""
+    out = []
+    for i, d in enumerate(deltas):
+        tensors = {k: (v * d if ".lora_B." in k else v.clone()) for k, v in ref.tensors.items()}
+        out.append(write_adapter(Adapter(None, dict(ref.config), tensors, dict(ref.meta)), tmp_path / f"d{i}"))
+    return out
+
+
+def test_trimmed_mean_trims_one_per_side_from_three(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """trim=0.2 of K=3 rounds to 0; at least one value per side must still go (1000 among zeros)."""
+    ref = read_adapter(trained["sport"])
+    dirs = _with_deltas(ref, [0.0, 0.0, 1000.0], tmp_path)
+    merged = read_adapter(merge_adapters(dirs, [1, 1, 1], tmp_path / "t", method="trimmed_mean"))
+    assert all(float(v.abs().max()) < 1e-6 for v in delta_weights(merged).values())
+    # two honest copies of one update and one x1000: the merge is the honest update
+    dirs = _with_deltas(ref, [1.0, 1.0, 1000.0], tmp_path / "b")
+    got = delta_weights(read_adapter(merge_adapters(dirs, [1, 1, 1], tmp_path / "u", method="trimmed_mean")))
+    want = _dense(trained["sport"])
+    assert all(torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-6) for k in want)
+
+
+def test_robust_merge_is_basis_free(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Permuting one org's rank components leaves its update, and so every robust merge, unchanged."""
+    dirs = [trained["politics"], trained["sport"], trained["business"]]
+    ad = read_adapter(trained["sport"])
+    perm = torch.randperm(ad.rank, generator=torch.Generator().manual_seed(0))
+    permuted = {k: (v[perm] if ".lora_A." in k else v[:, perm]) for k, v in ad.tensors.items()}
+    alt = write_adapter(Adapter(None, dict(ad.config), permuted, dict(ad.meta)), tmp_path / "perm")
     for method in ("median", "trimmed_mean"):
-        merged = read_adapter(merge_adapters(dirs, [1] * 5, tmp_path / method, method=method))
-        for key, value in merged.tensors.items():
-            assert (value - honest.tensors[key]).abs().max() < 1e-2, (method, key)
-    mean = read_adapter(merge_adapters(dirs, [1] * 5, tmp_path / "mean", method="fedavg"))
-    assert max((v - honest.tensors[k]).abs().max() for k, v in mean.tensors.items()) > 100
+        a = delta_weights(read_adapter(merge_adapters(dirs, [1, 1, 1], tmp_path / f"{method}-a", method=method)))
+        b = delta_weights(read_adapter(merge_adapters(
+            [dirs[0], alt, dirs[2]], [1, 1, 1], tmp_path / f"{method}-b", method=method)))
+        assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-7) for k in a), method
+
+
+def test_median_merge_is_the_coordinate_median_of_dense_updates(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    orgs = sorted(trained)  # ranks 4, 8, 8 and different alphas: the merge needs no equal rank
+    dirs = [trained[o] for o in orgs]
+    # Full rank (capped at the module size): the SVD is exact; weights are ignored.
+    merged = read_adapter(merge_adapters(dirs, [1, 5, 1], tmp_path / "m", method="median", rank=10**6))
+    dense = [_dense(trained[o]) for o in orgs]
+    got = delta_weights(merged)
+    for k in got:
+        expected = torch.stack([d[k] for d in dense]).median(dim=0).values
+        assert torch.allclose(got[k], expected, rtol=1e-4, atol=1e-6), k
+    assert merged.meta["merge"]["svd_relative_residual"] < 1e-6
+    # The default rank (sum of the input ranks, 20) truncates and says by how much.
+    default = read_adapter(merge_adapters(dirs, [1, 1, 1], tmp_path / "d", method="median"))
+    assert default.rank == 20 and 0 < default.meta["merge"]["svd_relative_residual"] < 1
 
 
 def test_fedavg_refuses_mismatched_rank_naming_the_adapter(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -136,6 +172,16 @@ def test_bad_weights_and_methods_are_refused(trained, tmp_path) -> None:  # type
         merge_adapters([trained["sport"]], [0], tmp_path / "x")
     with pytest.raises(LearningError, match="unknown merge method 'mean'"):
         merge_adapters([trained["sport"]], [1], tmp_path / "x", method="mean")
+    with pytest.raises(LearningError, match="sample-count cap"):
+        merge_adapters([trained["sport"]], [1], tmp_path / "x", max_samples=0)
+
+
+def test_self_reported_sample_counts_are_clipped_at_the_cap(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dirs = [trained["politics"], trained["sport"]]
+    greedy = read_adapter(merge_adapters(dirs, [10, 2**64 - 1], tmp_path / "g", max_samples=10))
+    fair = read_adapter(merge_adapters(dirs, [10, 10], tmp_path / "f"))
+    assert greedy.meta["merge"]["weights"] == [0.5, 0.5]
+    assert all(torch.equal(greedy.tensors[k], fair.tensors[k]) for k in fair.tensors)
 
 
 def test_delta_weights_helper_agrees_with_independent_formula(trained) -> None:  # type: ignore[no-untyped-def]

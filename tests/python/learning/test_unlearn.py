@@ -70,3 +70,53 @@ def test_unlearning_what_never_contributed_is_a_clear_error(tiny, cfg, texts, tm
     sharded = train_sharded(tiny, texts["sport"], cfg, tmp_path / "s", shards=2)
     with pytest.raises(LearningError, match="never contributed"):
         unlearn_samples(tiny, sharded, ["A sentence that was never in the training data at all."], cfg, tmp_path / "z")
+
+
+def test_grouped_unlearning_replays_only_the_group_and_equals_a_run_without_the_org(tiny, cfg, texts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator.learning.federation import assign_groups
+    from orchestrator.learning.unlearn import unlearn_org_grouped
+
+    groups = assign_groups(texts, 2)
+    assert groups == {"business": 0, "politics": 1, "sport": 0}
+    history = run_rounds(tiny, texts, cfg, 1, tmp_path / "run", mode="grouped", groups=groups)
+    result = unlearn_org_grouped(tiny, history, texts, "sport", groups, tmp_path / "unlearn")
+    assert result.replayed_rounds == [0] and result.trainings == 1  # business alone
+    without = {o: t for o, t in texts.items() if o != "sport"}
+    kept = {o: g for o, g in groups.items() if o != "sport"}
+    clean = run_rounds(tiny, without, cfg, 1, tmp_path / "clean", mode="grouped", groups=kept)
+    assert adapter_sha256(result.merged) == adapter_sha256(clean[-1].merged)
+    assert adapter_sha256(result.merged) != adapter_sha256(history[-1].merged)
+    # politics' group was not replayed: its adapter is the one trained in the federation
+    assert adapter_sha256(history[-1].group_merged[1]) == adapter_sha256(clean[-1].group_merged[1])
+    assert sum(r.trainings for r in clean) == 2
+
+
+def test_each_org_trains_with_its_own_seed(tiny, cfg, texts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator.learning.config import TrainConfig
+
+    assert TrainConfig(seed=5).for_org("sport").seed == TrainConfig(seed=5).for_org("SPORT").seed
+    assert TrainConfig(seed=5).for_org("sport").seed != TrainConfig(seed=5).for_org("tech").seed
+    same = texts["sport"]
+    history = run_rounds(tiny, {"a": same, "b": same}, cfg, 1, tmp_path / "run")
+    # same data, same round: only the org's own seed (init and data order) tells them apart
+    assert adapter_sha256(history[0].adapters["a"]) != adapter_sha256(history[0].adapters["b"])
+
+
+def test_samples_api_retrains_affected_shards_and_commits_to_the_kept_data(tiny, cfg, texts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator.learning.unlearn import retrain_without_samples, train_org_sisa
+    from orchestrator.merkle import data_commitment
+
+    data = texts["sport"]
+    first = train_org_sisa(tiny, data, cfg, tmp_path / "state", shards=4)
+    assert first.data_commitment == data_commitment(data) and first.retrained_shards == [0, 1, 2, 3]
+    remove = [data[1]]
+    new = retrain_without_samples(tiny, tmp_path / "state", remove, cfg)
+    kept = [t for t in data if t not in remove]
+    assert new.data_commitment == data_commitment(kept) and new.num_samples == len(kept)
+    assert len(new.retrained_shards) == 1 and new.trainings == 1
+    changed = [i for i, (a, b) in enumerate(zip(first.shard_commitments, new.shard_commitments, strict=True)) if a != b]
+    assert changed == new.retrained_shards  # only the retrained shard's commitment moved
+    scratch = train_org_sisa(tiny, kept, cfg, tmp_path / "scratch", shards=4)
+    assert adapter_sha256(new.adapter) == adapter_sha256(scratch.adapter)
+    with pytest.raises(LearningError, match="never contributed"):
+        retrain_without_samples(tiny, tmp_path / "state", remove, cfg)  # already removed
