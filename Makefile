@@ -63,11 +63,14 @@ $(BUILD): $(CONTRACT_SRC) brownie-config.yaml $(SHIM) $(STAMP)
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 
-demo: setup  ## the consortium demo on the embedded default (SmolLM2, CPU)
-	$(PY) -m orchestrator demo --out out/demo
+# `make demo` then serves the dashboard of the demo's chains until Ctrl-C; `make demo SERVE=` ends instead.
+SERVE ?= 1
+PORT  ?= 8700
+demo: setup  ## the consortium demo on the embedded default (SmolLM2, CPU), then its dashboard until Ctrl-C
+	$(PY) -m orchestrator demo --out out/demo $(if $(SERVE),--serve --port $(PORT),)
 
-demo-tiny: setup  ## the same demo on the tiny test model (about a minute)
-	$(PY) -m orchestrator demo --model tiny --out out/demo-tiny
+demo-tiny: setup  ## the same demo on the tiny test model (about a minute); no dashboard unless SERVE=1 is given
+	$(PY) -m orchestrator demo --model tiny --out out/demo-tiny $(if $(filter command line,$(origin SERVE)),$(if $(SERVE),--serve --port $(PORT),),)
 
 test: setup  ## the whole test suite (contracts on anvil, then the Python layers)
 	$(MAKE) --no-print-directory test-contracts

@@ -37,6 +37,8 @@ _OWNER: dict[str, str] = {
     "incentives-calibrate": "orchestrator.agents.cli",
     "org": "orchestrator.ops.cli",
     "status": "orchestrator.ops.cli",
+    "dashboard": "orchestrator.dashboard.cli",
+    "audit-receipt": "orchestrator.dashboard.cli",
 }
 #: One line per command for the top-level help (so that it imports nothing heavy).
 _SUMMARY: dict[str, str] = {
@@ -49,6 +51,8 @@ _SUMMARY: dict[str, str] = {
     "daemon": "run one daemon (trainer, aggregator, unlearner, relayer), or list/requeue its dead letters",
     "org": "an organisation's everyday actions: stake, join, leave, claim, request-unlearning, decrypt-adapter",
     "status": "the consortium at a glance: rounds, members, submissions, deadlines, unlearning, model",
+    "dashboard": "read-only web dashboard: rounds, members, lineage, unlearning, anchors (Prometheus metrics too)",
+    "audit-receipt": "re-derive an unlearning receipt's model from the adapters on chain and compare",
     "incentives": "economic simulation: Q-learning orgs paid by exact Shapley values",
     "incentives-calibrate": "fit the incentives surrogate from real training runs",
 }

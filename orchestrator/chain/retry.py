@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 _RETRYABLE_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
+#: Called with ``what`` before each retry (orchestrator.observability counts them).
+RETRY_LISTENERS: list[Callable[[str], None]] = []
+
 
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth retrying: the endpoint may answer next time."""
@@ -73,6 +76,8 @@ def retry(
                 # debug: callers log the outcome once (a daemon logs one line per outage)
                 log.debug("%s failed (%s: %s); retry %d/%d in %.2fs", redact(what), type(exc).__name__,
                             redact(exc), i + 1, attempts - 1, delay)
+                for listener in RETRY_LISTENERS:
+                    listener(what)
                 sleep(delay)
     assert last is not None
     if isinstance(last, ChainConnectionError):

@@ -257,6 +257,7 @@ class EventScanner:
         self.stats = ScannerStats()
         self._lock = threading.RLock()
         self._chunk = chunk_size
+        self.head: int | None = None  # chain head seen by the last poll
 
         # (address, topic0) -> (contract, event name); an event name may repeat across contracts.
         self._routes: dict[tuple[str, str], tuple[Contract, str]] = {}
@@ -312,6 +313,11 @@ class EventScanner:
             "updated_at=excluded.updated_at",
             (self.name, block, block_hash, time.time()),
         )
+
+    def position(self) -> tuple[int | None, int | None]:
+        """``(head seen by the last poll, cursor block)``: their difference is the scanner's lag."""
+        cursor = self.cursor()
+        return self.head, (cursor[0] if cursor else None)
 
     def is_processed(self, event: Event) -> bool:
         row = self._db.execute(
@@ -509,6 +515,7 @@ class EventScanner:
         self.requeue_dead_letters(due_only=True)
         with self._lock:
             head = int(self._rpc(lambda: self.w3.eth.block_number, "eth_blockNumber"))
+            self.head = head
             target = head - self.confirmations
             cursor = self._check_reorg(self.cursor(), target)
             start = cursor[0] + 1 if cursor else self.start_block

@@ -38,6 +38,7 @@ import requests
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from orchestrator import observability as obs
 from orchestrator.chain.contracts import Protocol
 from orchestrator.chain.errors import ChainConnectionError, ContractRevertError
 from orchestrator.chain.scanner import Event, EventScanner
@@ -73,6 +74,7 @@ class Node:
     state_dir: Path
     confirmations: int = 0
     transactor: Transactor = field(init=False)
+    label: str = field(default="", init=False)  # the daemon acting through this node (metrics, logs)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -87,7 +89,15 @@ class Node:
         return self.protocol.contract(name)
 
     def send(self, fn: Any) -> Any:
-        return self.transactor.transact(fn)
+        started = time.perf_counter()
+        receipt = self.transactor.transact(fn)
+        seconds, who, function = time.perf_counter() - started, self.label or self.address, getattr(fn, "fn_name", "tx")
+        obs.on_transaction(who, function, receipt, seconds)
+        tx_hash = bytes(receipt["transactionHash"]).hex()
+        log.info("%s: %s mined in block %d, gas %d", who, function, receipt["blockNumber"], receipt["gasUsed"],
+                 extra=obs.fields(daemon=who, event="transaction", tx_hash="0x" + tx_hash.removeprefix("0x"),
+                                  duration=round(seconds, 4), function=function))
+        return receipt
 
 
 class Daemon:
@@ -119,9 +129,13 @@ class Daemon:
             if subscriptions
             else None
         )
+        for other in [node, *vars(self).values()]:  # e.g. the relayer's public-chain node too
+            if isinstance(other, Node) and not other.label:
+                other.label = self.name
         self.failures = 0
         self.failures_total = 0
         self.actions: list[dict[str, Any]] = []
+        self._event: Event | None = None  # the event being handled (for metrics)
         self.outage_since: float | None = None  # monotonic time the current RPC outage began
         self._outage_wait = 0.0
         self._deferred: dict[tuple[str, int], tuple[float, float]] = {}  # event key -> (retry at, delay)
@@ -138,9 +152,16 @@ class Daemon:
 
     # -- loop -----------------------------------------------------------------------------
     def record(self, action: str, **fields: Any) -> None:
+        if action == "unlearned" and self._event is not None:  # chain seconds from the request to its receipt
+            w3 = self.node.w3
+            fields["request_to_receipt"] = int(w3.eth.get_block("latest")["timestamp"]) - int(
+                w3.eth.get_block(self._event.block)["timestamp"])
         entry = {"daemon": self.name, "action": action, "time": time.time(), **fields}
         self.actions.append(entry)
-        self.log.info("%s %s", action, {k: v for k, v in fields.items()})
+        obs.on_action(self.name, action, fields)
+        self.log.info("%s: %s%s", self.name, action, "".join(f" {k}={v}" for k, v in fields.items()),
+                      extra=obs.fields(daemon=self.name, event=action, round=fields.get("round"),
+                                       org=fields.get("org"), duration=fields.get("seconds")))
 
     def tick(self) -> int:
         """Poll once and handle new events in chain order; return how many were handled.
@@ -153,11 +174,13 @@ class Daemon:
         try:
             events = self.scanner.poll() if self.scanner is not None else []
         except Exception as exc:  # only outages are swallowed; anything else propagates
+            obs.on_poll_failed(self.name)
             if not is_outage(exc):
                 raise
             self._outage(exc)
             return 0
         self._reachable()
+        obs.on_poll(self.name, *(self.scanner.position() if self.scanner is not None else (None, None)))
         handlers = self.handlers()
         handled = 0
         for event in events:
@@ -167,6 +190,7 @@ class Daemon:
             handler = handlers.get(event.name)
             try:
                 if handler is not None:
+                    self._event = event
                     handler(event)
             except RetryLater as exc:
                 self._defer(event, exc)
@@ -178,6 +202,7 @@ class Daemon:
                 if not isinstance(exc, OrchestratorError | OSError | ValueError):
                     raise
                 dead = self.scanner.record_failure(event, exc) if self.scanner is not None else False
+                obs.on_failure(self.name, event.name, set_aside=dead)
                 self._fail(event, exc)
                 if dead:
                     continue
@@ -185,14 +210,17 @@ class Daemon:
             self._deferred.pop(event.key, None)
             if self.scanner is not None:
                 self.scanner.mark_processed(event)
+            obs.on_handled(self.name, event.name)
             self.failures = 0
             handled += 1
+        self._event = None
         try:
             self.periodic()
         except Exception as exc:  # classified below; bugs propagate
             if is_outage(exc):
                 self._outage(exc)
             elif isinstance(exc, OrchestratorError | OSError | ValueError):
+                obs.on_failure(self.name, None)
                 self._fail(None, exc)
             else:
                 raise
@@ -242,6 +270,7 @@ class Daemon:
             self.log.error("%s: handling %s failed: %s", self.name, what, exc)
         self.record("failed", on=what, error=f"{type(exc).__name__}: {exc}")
         if self.failures >= self.max_consecutive_failures:
+            obs.on_tripped(self.name, f"{self.failures} consecutive failures; last: {exc}")
             raise DaemonError(
                 f"{self.name} stopped after {self.failures} consecutive failures; last: {exc}. "
                 "Fix the cause and restart; the daemon resumes from its persisted cursor."
@@ -249,12 +278,18 @@ class Daemon:
 
     def run_forever(self, stop: threading.Event | None = None, poll_interval: float = 0.5) -> None:
         stop = stop or threading.Event()
-        self.log.warning("%s started as %s", self.name, self.node.address)
-        if self.scanner is not None:
-            requeued = self.scanner.requeue_dead_letters()
-            if requeued:
-                self.log.warning("%s: retrying %d set-aside event(s) on start", self.name, len(requeued))
-        while not stop.is_set():
-            handled = self.tick()
-            if not handled:
-                stop.wait(self.wait_seconds(poll_interval))
+        obs.on_start(self.name, self.role)
+        self.log.info("%s started as %s", self.name, self.node.address,
+                      extra=obs.fields(daemon=self.name, event="started"))
+        try:
+            if self.scanner is not None:
+                requeued = self.scanner.requeue_dead_letters()
+                if requeued:
+                    self.log.warning("%s: retrying %d set-aside event(s) on start", self.name, len(requeued))
+            while not stop.is_set():
+                handled = self.tick()
+                if not handled:
+                    stop.wait(self.wait_seconds(poll_interval))
+        finally:
+            obs.on_stop(self.name, self.role)
+            self.log.info("%s stopped", self.name, extra=obs.fields(daemon=self.name, event="stopped"))

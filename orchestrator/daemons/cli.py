@@ -39,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--unlearn", default="sport", help="the org (topic) that asks to be forgotten (default sport)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per org and round (default per model)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data splits and training (default 0)")
+    demo.add_argument("--agents", action="store_true",
+                      help="trainers are Q-learning agents choosing each round to skip or train at low/medium/high; "
+                           "prints each org's decisions and rewards")
     demo.add_argument("--out", default="out/demo", help="folder for the report, plots and state (default out/demo)")
+    demo.add_argument("--serve", action="store_true",
+                      help="then serve the read-only dashboard of the demo's chains until Ctrl-C")
+    demo.add_argument("--port", type=int, default=8700, help="dashboard port with --serve (default 8700)")
     demo.set_defaults(func=_demo)
 
     dep = sub.add_parser(
@@ -101,6 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--public-rpc-url", default=os.environ.get("ORCH_PUBLIC_RPC_URL"), help="relayer: public chain URL")
     d.add_argument("--anchor-manifest", default=None, help="relayer: PublicAnchor manifest")
     d.add_argument("--interval", type=float, default=10.0, help="relayer: seconds between anchors (default 10)")
+    from orchestrator.observability import add_arguments
+
+    add_arguments(d)  # --log-format, --metrics-port, --metrics-host
     d.set_defaults(func=_daemon)
 
 
@@ -112,6 +121,10 @@ def _demo(args: argparse.Namespace) -> int:
     ok = result.report["unlearning"]["rederived_matches"]
     anchors = result.report["anchor"]
     ok = ok and anchors["proofs_verified_on_public_chain"] == anchors["records"]
+    if getattr(args, "serve", False):
+        from orchestrator.dashboard.server import serve_consortium
+
+        serve_consortium(result.consortium, Path(args.out) / "dashboard", args.port)
     return 0 if ok else 1
 
 
@@ -191,7 +204,9 @@ def build_daemon(args: argparse.Namespace) -> Any:
         data = load_org_data(name, source=Path(args.data) if args.data else None)
         if args.join:
             ensure_member(node, sealed.public_key(enc), name)
-        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=True)
+        from orchestrator.observability import progress_enabled
+
+        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=progress_enabled())
     if args.role in ("aggregator", "unlearner"):
         from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
         from orchestrator.daemons.roundconfig import RoundConfig
@@ -224,7 +239,9 @@ def _daemon(args: argparse.Namespace) -> int:
         from orchestrator.ops.deadletters import dead_letters_command
 
         return dead_letters_command(args, DEFAULT_STATE)
-    logging.getLogger("orchestrator").setLevel(logging.INFO)
+    from orchestrator.observability import start_from_args
+
+    metrics = start_from_args(args, logging.INFO)  # --log-format, --metrics-port
     daemon = build_daemon(args)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -233,4 +250,7 @@ def _daemon(args: argparse.Namespace) -> int:
         daemon.run_forever(stop, poll_interval=interval)
     except KeyboardInterrupt:
         pass
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0

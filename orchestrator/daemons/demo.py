@@ -31,6 +31,7 @@ from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium
 from orchestrator.daemons.rewards import rewards_settled, round_report
 from orchestrator.daemons.relayer import RelayerDaemon, record_of, verify_batch
 from orchestrator.daemons.roundconfig import RoundConfig
+from orchestrator.daemons.incentives import agents_settled, close_when_everyone_decided, decisions
 from orchestrator.daemons.trainer import TrainerDaemon
 from orchestrator.daemons.unlearner import REQ_COMPLETED, SCOPE_ORG, UnlearningDaemon
 from orchestrator.errors import ConfigError, DaemonError
@@ -56,6 +57,7 @@ class DemoConfig:
     steps: int | None = None
     seed: int = 0
     quiet: bool = False
+    agents: bool = False  # trainers are Q-learning agents (agents.policy) choosing skip/low/medium/high
 
     def __post_init__(self) -> None:
         if not 2 <= self.orgs <= len(TOPICS):
@@ -149,6 +151,12 @@ def build_setup(cfg: DemoConfig, state: Path, on_step: Callable[[str], None] | N
                          data[n].commitment(), cons.orgs[n].enc_private)
         for n in (trainer_names if trainer_names is not None else names)
     }
+    if cfg.agents:
+        from orchestrator.daemons.incentives import attach_agents
+
+        # The org that will ask to be forgotten chooses its level but never skips (it must have
+        # something to forget); every other org may skip.
+        attach_agents(trainers, seed=cfg.seed, actions={cfg.unlearn: ("low", "medium", "high")})
     aggregator = AggregatorDaemon(agg_node, cons.aggregator.enc_private,
                                   RoundPlan(rounds=cfg.rounds, config=round_cfg), val_texts)
     from orchestrator.learning.verify import EvalSets
@@ -203,9 +211,15 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
 
         def rounds_done() -> bool:
             return int(rounds.functions.roundCount().call()) >= cfg.rounds and all(
-                rewards_settled(rounds, cons.store, r) for r in range(1, cfg.rounds + 1))
+                rewards_settled(rounds, cons.store, r) for r in range(1, cfg.rounds + 1)) and (
+                not cfg.agents or agents_settled(setup.trainers, cfg.rounds))
 
-        drive(daemons, rounds_done, on_tick=on_tick)
+        def tick_rounds() -> None:
+            on_tick()
+            if cfg.agents:  # a round with a skipper closes at its deadline: move chain time there
+                close_when_everyone_decided(rounds, cons.private, setup.trainers)
+
+        drive(daemons, rounds_done, on_tick=tick_rounds)
         before = modelbook.current_inputs(agg_node)
 
         # The right to be forgotten: the org asks from its own wallet.
@@ -232,6 +246,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
 
     report = build_report(cons, cfg, request_id, before, after, new_cid, audit, anchors,
                           time.perf_counter() - started)
+    if cfg.agents:
+        report["agents"] = decisions(setup.trainers)
     result = DemoResult(report, cons, {d.name: d for d in [*daemons, relayer]})
     result.report_path = write_report(report, out)
     print_report(report, console)
@@ -338,7 +354,7 @@ def _plot(report: dict[str, Any], out: Path) -> None:
         axes[1].bar([f"round {r['round']}" for r in rounds], vals, bottom=bottom, label=n)
         bottom = [b + v for b, v in zip(bottom, vals)]
     axes[1].set_ylabel("reward (LLS)")
-    axes[1].set_title("Rewards from leave-one-out contribution scores")
+    axes[1].set_title("Rewards from exact Shapley values")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "report.png", dpi=110)
@@ -354,6 +370,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         t.add_row(str(r["round"]), str(r["submissions"]), r["model_cid"], f"{r['val_perplexity']:.2f}",
                   rewards, str(len(r["rejected"])))
     console.print(t)
+    if "agents" in report:
+        print_agents(report["agents"], console)
     u = report["unlearning"]
     t2 = Table(title=f"Unlearning request {u['request_id']}: '{u['org']}' forgotten; perplexity per topic")
     for col in ("topic", "base ppl", "before", "after"):
@@ -372,10 +390,24 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"finished in {report['wall_seconds']:.0f} s")
 
 
+def print_agents(table: dict[str, list[dict[str, Any]]], console: Console) -> None:
+    """Each org's decision per round (level and local steps, * = explored) and what it was paid."""
+    t = Table(title="Q-learning trainers: decision (local steps) and reward per round")
+    rounds = sorted({d["round"] for rows in table.values() for d in rows})
+    t.add_column("org")
+    for r in rounds:
+        t.add_column(f"round {r}")
+    for org, rows in table.items():
+        by_round = {d["round"]: d for d in rows}
+        t.add_row(org, *[f"{d['action']} ({d['steps']}){'*' if d['explored'] else ''}: "
+                         f"{int(d['tokens']) / TOKEN:.1f} LLS" if (d := by_round.get(r)) else "-" for r in rounds])
+    console.print(t)
+
+
 def demo_config_from_args(args: Any) -> DemoConfig:
     fields = {k: getattr(args, k) for k in ("model", "orgs", "rounds", "unlearn", "out", "steps", "seed")}
     fields["out"] = Path(fields["out"])
-    return DemoConfig(**fields)
+    return DemoConfig(**fields, agents=bool(getattr(args, "agents", False)))
 
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo", "drive", "asdict"]

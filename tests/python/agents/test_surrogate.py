@@ -49,3 +49,12 @@ def test_committed_calibration_is_from_real_runs_and_reproduces_its_fit() -> Non
     assert fit(measured)["surrogate"] == doc["surrogate"]  # the parameters follow from the data
     assert load_surrogate().saturation == doc["surrogate"]["saturation"]
     assert doc["fit"]["coalition_r2"] > 0.8
+
+
+def test_smollm2_calibration_reproduces_its_fit() -> None:
+    from orchestrator.agents.calibrate import fit
+
+    doc = json.loads(CALIBRATION.with_name("calibration-smollm2.json").read_text())
+    assert doc["measurements"]["model"] == "smollm2" and len(doc["measurements"]["coalitions"]) == 32
+    assert fit(doc["measurements"])["surrogate"] == doc["surrogate"]
+    assert doc["fit"]["coalition_r2"] > 0.9
