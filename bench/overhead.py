@@ -115,7 +115,7 @@ def reaction_latency(cons, work: Path) -> float:
     tx = Transactor(cons.private, cons.aggregator.account)
     for _ in range(5):
         now = cons.private.eth.get_block("latest")["timestamp"]
-        receipt = tx.transact(rounds.functions.openRound(b"\x07" * 32, now + 3600, 0))
+        receipt = tx.transact(rounds.functions.openRound(b"\x07" * 32, now + 3600, 0, 10**6))
         mined = time.perf_counter()
         rid = str(rounds.events.RoundOpened().process_receipt(receipt)[0]["args"]["roundId"])
         while rid not in seen:

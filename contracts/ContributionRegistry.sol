@@ -7,7 +7,7 @@ import {IContributionRegistry} from "../interfaces/IContributionRegistry.sol";
 import {IRounds} from "../interfaces/IRounds.sol";
 
 /// @title ContributionRegistry
-/// @notice Model lineage and contribution revocations; contribution views over Rounds' storage.
+/// @notice Model lineage and contribution revocations (per-org round ranges, O(1) to add).
 contract ContributionRegistry is IContributionRegistry, AccessControl {
     /// @inheritdoc IContributionRegistry
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
@@ -22,10 +22,17 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
         uint64 createdAt; // slot 2
     }
 
+    struct Range {
+        uint64 fromRound;
+        uint64 toRound;
+    }
+
     IRounds private _rounds;
     uint256 private _latestVersion;
     mapping(uint256 versionId => Version) private _versions;
-    mapping(uint256 roundId => mapping(address org => bool)) private _revoked;
+    // slither-disable-next-line uninitialized-state (false positive: written by push / through a storage pointer in revokeFrom)
+    mapping(address org => Range[]) private _ranges;
+    mapping(address org => uint256) private _revokedThrough;
 
     /// @param governor gets `DEFAULT_ADMIN_ROLE` (grants REGISTRAR / REVOKER, wires Rounds).
     constructor(address governor) {
@@ -72,38 +79,71 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
     }
 
     /// @inheritdoc IContributionRegistry
-    function revoke(uint256 roundId, address org, uint256 requestId) external onlyRole(REVOKER_ROLE) {
+    function revokeFrom(address org, uint256 fromRound, uint256 requestId)
+        external
+        onlyRole(REVOKER_ROLE)
+        returns (uint256 toRound)
+    {
         IRounds rounds_ = _rounds;
-        if (
-            address(rounds_) == address(0) || !rounds_.hasSubmitted(roundId, org)
-                || rounds_.isRejected(roundId, org)
-        ) revert RegistryUnknownContribution(roundId, org);
-        if (_revoked[roundId][org]) revert RegistryAlreadyRevoked(roundId, org);
-        _revoked[roundId][org] = true;
-        emit ContributionRevoked(roundId, org, requestId);
+        if (address(rounds_) == address(0)) revert RegistryZeroAddress();
+        toRound = rounds_.roundCount();
+        if (fromRound == 0 || fromRound > toRound) revert RegistryInvalidRange(fromRound, toRound);
+        Range[] storage ranges = _ranges[org];
+        uint256 n = ranges.length;
+        // toRound >= every earlier range's toRound (round counts only grow): merge into the
+        // latest range when they overlap or touch, otherwise append. Round ids fit 64 bits.
+        uint256 start = fromRound;
+        if (n != 0 && ranges[n - 1].toRound + 1 >= fromRound) {
+            Range storage last = ranges[n - 1];
+            if (fromRound < last.fromRound) last.fromRound = uint64(fromRound);
+            else start = last.fromRound;
+            last.toRound = uint64(toRound);
+        } else {
+            ranges.push(Range(uint64(fromRound), uint64(toRound)));
+        }
+        // The merged range starts at round 1: every round up to toRound is revoked.
+        if (start == 1) _revokedThrough[org] = toRound;
+        emit ContributionsRevoked(org, requestId, fromRound, toRound);
     }
 
     /// @inheritdoc IContributionRegistry
-    function contributionsOf(address org) external view returns (uint256[] memory roundIds) {
-        if (address(_rounds) == address(0)) return roundIds;
-        return _rounds.contributionsOf(org);
+    function isRevoked(uint256 roundId, address org) public view returns (bool) {
+        if (roundId <= _revokedThrough[org]) return roundId != 0;
+        Range[] storage ranges = _ranges[org];
+        // Newest first: the latest range is the widest and answers most queries at once.
+        for (uint256 i = ranges.length; i > 0; --i) {
+            Range storage r = ranges[i - 1];
+            if (roundId >= r.fromRound && roundId <= r.toRound) return true;
+        }
+        return false;
     }
 
     /// @inheritdoc IContributionRegistry
-    function getContribution(uint256 roundId, address org)
+    function isLive(uint256 roundId, address org) external view returns (bool) {
+        IRounds rounds_ = _rounds;
+        if (address(rounds_) == address(0)) return false;
+        return rounds_.hasSubmitted(roundId, org) && !rounds_.isRejected(roundId, org) && !isRevoked(roundId, org);
+    }
+
+    /// @inheritdoc IContributionRegistry
+    function revokedThrough(address org) external view returns (uint256) {
+        return _revokedThrough[org];
+    }
+
+    /// @inheritdoc IContributionRegistry
+    function revokedRanges(address org)
         external
         view
-        returns (bytes32 adapterCid, uint64 numSamples, bytes32 dataCommitment, bool revoked)
+        returns (uint256[] memory fromRounds, uint256[] memory toRounds)
     {
-        if (address(_rounds) != address(0)) {
-            (adapterCid, numSamples, dataCommitment,) = _rounds.getSubmission(roundId, org);
+        Range[] storage ranges = _ranges[org];
+        uint256 n = ranges.length;
+        fromRounds = new uint256[](n);
+        toRounds = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            fromRounds[i] = ranges[i].fromRound;
+            toRounds[i] = ranges[i].toRound;
         }
-        revoked = _revoked[roundId][org];
-    }
-
-    /// @inheritdoc IContributionRegistry
-    function isRevoked(uint256 roundId, address org) external view returns (bool) {
-        return _revoked[roundId][org];
     }
 
     /// @inheritdoc IContributionRegistry
@@ -124,7 +164,7 @@ contract ContributionRegistry is IContributionRegistry, AccessControl {
     /// @inheritdoc IContributionRegistry
     function lineage(uint256 versionId) external view returns (uint256[] memory ancestors) {
         if (versionId == 0 || versionId > _latestVersion) return ancestors;
-        uint256 n;
+        uint256 n = 0;
         for (uint256 v = versionId; v != 0; v = _versions[v].parentVersion) ++n;
         ancestors = new uint256[](n);
         uint256 v2 = versionId;

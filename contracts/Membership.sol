@@ -26,6 +26,7 @@ contract Membership is IMembership, AccessControl {
     struct Member {
         bytes32 encryptionKey; // X25519 public key
         bool removed; // removed by governance: cannot join again
+        uint128 lockedStake; // stake locked in Staking at join, released by leave / removeMember
         string metadataURI;
     }
 
@@ -54,13 +55,24 @@ contract Membership is IMembership, AccessControl {
         if (hasRole(MEMBER_ROLE, msg.sender)) revert MembershipAlreadyMember(msg.sender);
         if (m.removed) revert MembershipOrgRemoved(msg.sender);
         if (encryptionKey == bytes32(0)) revert MembershipZeroKey(msg.sender);
-        uint256 staked = _staking.stakeOf(msg.sender);
-        if (staked < _minStake) revert MembershipInsufficientStake(msg.sender, staked, _minStake);
+        uint256 required = _minStake;
+        uint256 free = _staking.freeStakeOf(msg.sender);
+        if (free < required) revert MembershipInsufficientStake(msg.sender, free, required);
         m.encryptionKey = encryptionKey;
         m.metadataURI = metadataURI;
+        m.lockedStake = uint128(required); // required <= free stake < 2**128
+        // slither-disable-next-line unused-return (not a member here, so the org is not in the set: always true)
         _active.add(msg.sender);
         _grantRole(MEMBER_ROLE, msg.sender);
         emit MemberJoined(msg.sender, encryptionKey, metadataURI);
+        if (required != 0) _staking.lock(msg.sender, required);
+    }
+
+    /// @inheritdoc IMembership
+    function leave() external {
+        if (!hasRole(MEMBER_ROLE, msg.sender)) revert MembershipNotMember(msg.sender);
+        uint256 unlocked = _release(msg.sender);
+        emit MemberLeft(msg.sender, unlocked);
     }
 
     /// @inheritdoc IMembership
@@ -75,8 +87,7 @@ contract Membership is IMembership, AccessControl {
     function removeMember(address org, bytes32 reasonHash) external onlyRole(GOVERNOR_ROLE) {
         if (!hasRole(MEMBER_ROLE, org)) revert MembershipNotMember(org);
         _members[org].removed = true;
-        _active.remove(org);
-        _revokeRole(MEMBER_ROLE, org);
+        _release(org);
         emit MemberRemoved(org, reasonHash);
     }
 
@@ -147,5 +158,21 @@ contract Membership is IMembership, AccessControl {
     /// @inheritdoc IMembership
     function staking() external view returns (address) {
         return address(_staking);
+    }
+
+    /// @inheritdoc IMembership
+    function lockedStakeOf(address org) external view returns (uint256) {
+        return _members[org].lockedStake;
+    }
+
+    /// @dev Ends the membership of `org` and unlocks the stake locked at its join.
+    function _release(address org) private returns (uint256 unlocked) {
+        Member storage m = _members[org];
+        unlocked = m.lockedStake;
+        m.lockedStake = 0;
+        // slither-disable-next-line unused-return (called for members only, so the org is in the set: always true)
+        _active.remove(org);
+        _revokeRole(MEMBER_ROLE, org);
+        if (unlocked != 0) _staking.unlock(org, unlocked);
     }
 }

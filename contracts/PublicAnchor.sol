@@ -20,15 +20,22 @@ contract PublicAnchor is IPublicAnchor, AccessControl {
         uint64 fromBlock; // slot 1
         uint64 toBlock; // slot 1
         uint64 postedAt; // slot 1
+        uint64 prevAnchorId; // slot 2: the chain's previous live anchor (0: none)
+        bool superseded; // slot 2
     }
 
     uint256 private _anchorCount;
     mapping(uint256 anchorId => Anchor) private _anchors;
     mapping(uint256 sourceChainId => uint64) private _nextFrom;
+    mapping(uint256 sourceChainId => uint256) private _latest;
+    uint64 private immutable _maxRange;
 
-    /// @param governor gets `DEFAULT_ADMIN_ROLE` and grants `RELAYER_ROLE`.
-    constructor(address governor) {
+    /// @param governor gets `DEFAULT_ADMIN_ROLE`: grants `RELAYER_ROLE`, supersedes anchors.
+    /// @param maxRange_ maximum number of blocks in one anchored range (> 0).
+    constructor(address governor, uint64 maxRange_) {
         if (governor == address(0)) revert AnchorZeroAddress();
+        if (maxRange_ == 0) revert AnchorZeroMaxRange();
+        _maxRange = maxRange_;
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
     }
 
@@ -41,6 +48,7 @@ contract PublicAnchor is IPublicAnchor, AccessControl {
         if (sourceChainId == 0 || sourceChainId > type(uint64).max) revert AnchorInvalidChainId(sourceChainId);
         if (root == bytes32(0)) revert AnchorZeroRoot();
         if (fromBlock > toBlock || toBlock == type(uint64).max) revert AnchorInvalidRange(fromBlock, toBlock);
+        if (toBlock - fromBlock >= _maxRange) revert AnchorRangeTooLong(fromBlock, toBlock, _maxRange);
         uint64 expected = _nextFrom[sourceChainId];
         if (expected != 0 && fromBlock != expected) revert AnchorNotContiguous(sourceChainId, expected, fromBlock);
         _nextFrom[sourceChainId] = toBlock + 1;
@@ -50,16 +58,48 @@ contract PublicAnchor is IPublicAnchor, AccessControl {
             sourceChainId: uint64(sourceChainId),
             fromBlock: fromBlock,
             toBlock: toBlock,
-            postedAt: uint64(block.timestamp)
+            postedAt: uint64(block.timestamp),
+            prevAnchorId: uint64(_latest[sourceChainId]),
+            superseded: false
         });
+        _latest[sourceChainId] = anchorId;
         emit RootAnchored(anchorId, sourceChainId, fromBlock, toBlock, root);
     }
 
     /// @inheritdoc IPublicAnchor
-    function verify(uint256 anchorId, bytes32 leaf, bytes32[] calldata proof) external view returns (bool) {
-        bytes32 root = _anchors[anchorId].root;
+    function supersede(uint256 anchorId, bytes32 reasonHash) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Anchor storage a = _anchors[anchorId];
+        if (a.root == bytes32(0)) revert AnchorUnknown(anchorId);
+        uint256 chainId = a.sourceChainId;
+        uint256 latest = _latest[chainId];
+        if (latest != anchorId) revert AnchorNotLatest(anchorId, latest);
+        a.superseded = true;
+        uint64 prev = a.prevAnchorId;
+        _latest[chainId] = prev;
+        // Anchors of a chain are contiguous: the previous live one ends right before this one.
+        uint64 nextFrom = prev == 0 ? 0 : a.fromBlock;
+        _nextFrom[chainId] = nextFrom;
+        emit AnchorSuperseded(anchorId, chainId, nextFrom, reasonHash);
+    }
+
+    /// @inheritdoc IPublicAnchor
+    function verify(uint256 anchorId, bytes calldata record, bytes32[] calldata proof) external view returns (bool) {
+        Anchor storage a = _anchors[anchorId];
+        bytes32 root = a.root;
         if (root == bytes32(0)) revert AnchorUnknown(anchorId);
+        if (a.superseded) revert AnchorIsSuperseded(anchorId);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(record)));
         return MerkleProof.verifyCalldata(proof, root, leaf);
+    }
+
+    /// @inheritdoc IPublicAnchor
+    function isSuperseded(uint256 anchorId) external view returns (bool) {
+        return _anchors[anchorId].superseded;
+    }
+
+    /// @inheritdoc IPublicAnchor
+    function maxRange() external view returns (uint64) {
+        return _maxRange;
     }
 
     /// @inheritdoc IPublicAnchor

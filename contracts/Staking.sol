@@ -18,11 +18,14 @@ contract Staking is IStaking, AccessControl, ReentrancyGuardTransient {
 
     /// @inheritdoc IStaking
     bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
+    /// @inheritdoc IStaking
+    bytes32 public constant LOCKER_ROLE = keccak256("LOCKER_ROLE");
 
     struct Position {
         uint128 staked; // slot 0
         uint128 pending; // slot 0
         uint64 availableAt; // slot 1: when `pending` can be withdrawn
+        uint128 locked; // slot 1: active stake that cannot be unbonded (see lock / unlock)
     }
 
     IERC20 private immutable _token;
@@ -63,6 +66,8 @@ contract Staking is IStaking, AccessControl, ReentrancyGuardTransient {
         Position storage p = _positions[msg.sender];
         uint256 staked = p.staked;
         if (amount > staked) revert StakingInsufficientStake(msg.sender, amount, staked);
+        uint256 free = _free(p);
+        if (amount > free) revert StakingStakeLocked(msg.sender, amount, free);
         uint64 availableAt = uint64(block.timestamp) + _unbondDelay;
         // amount <= staked < 2**128 and pending + staked never exceeds what was staked.
         p.staked = uint128(staked - amount);
@@ -113,6 +118,28 @@ contract Staking is IStaking, AccessControl, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IStaking
+    function lock(address account, uint256 amount) external onlyRole(LOCKER_ROLE) {
+        if (amount == 0) revert StakingZeroAmount();
+        Position storage p = _positions[account];
+        uint256 free = _free(p);
+        if (amount > free) revert StakingInsufficientFreeStake(account, amount, free);
+        uint256 locked = p.locked + amount; // <= staked < 2**128
+        p.locked = uint128(locked);
+        emit StakeLocked(account, msg.sender, amount, locked);
+    }
+
+    /// @inheritdoc IStaking
+    function unlock(address account, uint256 amount) external onlyRole(LOCKER_ROLE) {
+        if (amount == 0) revert StakingZeroAmount();
+        Position storage p = _positions[account];
+        uint256 locked = p.locked;
+        if (amount > locked) revert StakingUnlockExceedsLocked(account, amount, locked);
+        locked -= amount;
+        p.locked = uint128(locked);
+        emit StakeUnlocked(account, msg.sender, amount, locked);
+    }
+
+    /// @inheritdoc IStaking
     function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (treasury_ == address(0)) revert StakingZeroAddress();
         address previous = _treasury;
@@ -138,6 +165,16 @@ contract Staking is IStaking, AccessControl, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IStaking
+    function lockedOf(address account) external view returns (uint256) {
+        return _positions[account].locked;
+    }
+
+    /// @inheritdoc IStaking
+    function freeStakeOf(address account) external view returns (uint256) {
+        return _free(_positions[account]);
+    }
+
+    /// @inheritdoc IStaking
     function unbondDelay() external view returns (uint64) {
         return _unbondDelay;
     }
@@ -160,5 +197,11 @@ contract Staking is IStaking, AccessControl, ReentrancyGuardTransient {
     /// @inheritdoc IStaking
     function token() external view returns (address) {
         return address(_token);
+    }
+
+    function _free(Position storage p) private view returns (uint256) {
+        uint256 staked = p.staked;
+        uint256 locked = p.locked;
+        return staked > locked ? staked - locked : 0;
     }
 }

@@ -4,19 +4,22 @@ pragma solidity 0.8.28;
 /// @title IContributionRegistry
 /// @notice Model lineage (every version names its parent) and the revocation status of every
 /// contribution. Version 0 is the base model, built from no contribution.
-/// @dev Submissions themselves are stored by Rounds, where they are written (one storage layout,
-/// cheapest submitUpdate); this registry reads them through `rounds()` so that every contribution
-/// view lives here: {contributionsOf}, {getContribution}, {isRevoked}. `rounds()` is wired once by
-/// the governor with {setRounds}.
+/// @dev Submissions are stored by Rounds as one commitment slot each (see IRounds); their
+/// contents (CID, sample count, data commitment) are served from Rounds' events by the
+/// orchestrator. Revocations are kept per org as round ranges `[fromRound, toRound]`, so a
+/// removal costs O(1) gas whatever the org's history: an Org-scope removal revokes
+/// `[1, roundCount]`, a Round-scope removal of round r revokes `[r, roundCount]` (the org's later
+/// contributions descend from round r's). `toRound` is the round count at the removal, so a new
+/// range always ends at or after every earlier one; a range overlapping or adjacent to the org's
+/// latest one is merged into it. `rounds()` is wired once by the governor with {setRounds}.
 interface IContributionRegistry {
     /// @notice `setRounds` was already called; the Rounds contract is `rounds`.
     error RegistryRoundsAlreadySet(address rounds);
     /// @notice The zero address was given where a contract is required.
     error RegistryZeroAddress();
-    /// @notice `org` has no (non-rejected) contribution in round `roundId`.
-    error RegistryUnknownContribution(uint256 roundId, address org);
-    /// @notice The contribution of `org` in round `roundId` is already revoked.
-    error RegistryAlreadyRevoked(uint256 roundId, address org);
+    /// @notice A revocation range must start at round 1 or later and at most at the round
+    /// count: `fromRound` is not in `[1, roundCount]`.
+    error RegistryInvalidRange(uint256 fromRound, uint256 roundCount);
     /// @notice `parentVersion` does not exist (the latest version is `latestVersion`).
     error RegistryUnknownVersion(uint256 parentVersion, uint256 latestVersion);
     /// @notice The model CID is zero.
@@ -33,8 +36,9 @@ interface IContributionRegistry {
         bytes32 modelCid,
         bytes32 metricsHash
     );
-    /// @notice The contribution of `org` in round `roundId` was revoked by unlearning request `requestId`.
-    event ContributionRevoked(uint256 indexed roundId, address indexed org, uint256 indexed requestId);
+    /// @notice Every contribution of `org` in rounds `fromRound..toRound` (inclusive) was revoked by
+    /// unlearning request `requestId`.
+    event ContributionsRevoked(address indexed org, uint256 indexed requestId, uint256 fromRound, uint256 toRound);
     /// @notice The Rounds contract holding the submissions was set to `rounds`.
     event RoundsSet(address indexed rounds);
     /// @notice The base model (version 0) CID was set to `modelCid`.
@@ -66,23 +70,28 @@ interface IContributionRegistry {
         external
         returns (uint256 versionId);
 
-    /// @notice Marks the contribution of `org` in round `roundId` as revoked.
+    /// @notice Revokes every contribution of `org` in rounds `fromRound..rounds().roundCount()`.
+    /// O(1) gas whatever the org's history.
     /// Requirements:
-    /// - caller has `REVOKER_ROLE`; the contribution exists, was not rejected and is not revoked.
-    /// Emits a {ContributionRevoked} event.
-    function revoke(uint256 roundId, address org, uint256 requestId) external;
+    /// - caller has `REVOKER_ROLE`; Rounds is wired; `1 <= fromRound <= roundCount`.
+    /// Emits a {ContributionsRevoked} event.
+    /// @return toRound the last round of the revoked range (the round count now).
+    function revokeFrom(address org, uint256 fromRound, uint256 requestId) external returns (uint256 toRound);
 
-    /// @notice Round ids in which `org` submitted, oldest first (rejected and revoked ones included).
-    function contributionsOf(address org) external view returns (uint256[] memory roundIds);
-
-    /// @notice The contribution of `org` in round `roundId` (all zero if there is none).
-    function getContribution(uint256 roundId, address org)
-        external
-        view
-        returns (bytes32 adapterCid, uint64 numSamples, bytes32 dataCommitment, bool revoked);
-
-    /// @notice Whether the contribution of `org` in round `roundId` was revoked.
+    /// @notice Whether round `roundId` lies in a revoked range of `org` (whether or not it submitted).
     function isRevoked(uint256 roundId, address org) external view returns (bool);
+
+    /// @notice Whether the contribution of `org` in round `roundId` is live: submitted, not
+    /// rejected, not revoked. Only live contributions may enter a merge.
+    function isLive(uint256 roundId, address org) external view returns (bool);
+
+    /// @notice Highest round of an Org-scope (from round 1) revoked range of `org` (0: none):
+    /// every contribution of `org` up to it is revoked.
+    function revokedThrough(address org) external view returns (uint256);
+
+    /// @notice The revoked ranges of `org`, oldest first, as parallel arrays (ranges may overlap;
+    /// their union is what is revoked).
+    function revokedRanges(address org) external view returns (uint256[] memory fromRounds, uint256[] memory toRounds);
 
     /// @notice Version `versionId` (version 0 is the base model; its parent and round are 0).
     function getVersion(uint256 versionId)

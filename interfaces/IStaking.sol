@@ -21,6 +21,12 @@ interface IStaking {
     error StakingAmountTooLarge(uint256 amount);
     /// @notice The zero address was given where an account is required.
     error StakingZeroAddress();
+    /// @notice `account` asked to unbond `requested` but only `free` of its stake is not locked.
+    error StakingStakeLocked(address account, uint256 requested, uint256 free);
+    /// @notice Locking `requested` more stake of `account` exceeds its free stake `free`.
+    error StakingInsufficientFreeStake(address account, uint256 requested, uint256 free);
+    /// @notice Unlocking `requested` exceeds the `locked` stake of `account`.
+    error StakingUnlockExceedsLocked(address account, uint256 requested, uint256 locked);
 
     /// @notice `account` staked `amount`; its active stake is now `newStake`.
     event Staked(address indexed account, uint256 amount, uint256 newStake);
@@ -33,8 +39,34 @@ interface IStaking {
     /// @notice The treasury receiving slashed tokens changed from `previous` to `treasury`.
     event TreasuryUpdated(address indexed previous, address indexed treasury);
 
+    /// @notice `locker` locked `amount` of the stake of `account`; `locked` is now locked in all.
+    event StakeLocked(address indexed account, address indexed locker, uint256 amount, uint256 locked);
+    /// @notice `locker` unlocked `amount` of the stake of `account`; `locked` stays locked in all.
+    event StakeUnlocked(address indexed account, address indexed locker, uint256 amount, uint256 locked);
+
     /// @notice Role allowed to call {slash}.
     function SLASHER_ROLE() external view returns (bytes32);
+    /// @notice Role allowed to call {lock} / {unlock} (Membership: a member's minimum stake;
+    /// Unlearning: `slashAmount` per acknowledged open request).
+    function LOCKER_ROLE() external view returns (bytes32);
+
+    /// @notice Locks `amount` of the free active stake of `account`: it cannot be unbonded until unlocked.
+    /// Requirements:
+    /// - caller has `LOCKER_ROLE`; `amount <= freeStakeOf(account)`.
+    /// Emits a {StakeLocked} event.
+    function lock(address account, uint256 amount) external;
+
+    /// @notice Releases `amount` of the locked stake of `account`.
+    /// Requirements:
+    /// - caller has `LOCKER_ROLE`; `amount <= lockedOf(account)`.
+    /// Emits a {StakeUnlocked} event.
+    function unlock(address account, uint256 amount) external;
+
+    /// @notice Stake of `account` locked by lockers (may exceed its active stake after a slash).
+    function lockedOf(address account) external view returns (uint256);
+
+    /// @notice Active stake of `account` that is not locked (what {requestUnbond} may move).
+    function freeStakeOf(address account) external view returns (uint256);
 
     /// @notice Stakes `amount` tokens of the caller (pulled with `transferFrom`).
     /// Requirements:
@@ -45,7 +77,7 @@ interface IStaking {
     /// @notice Moves `amount` of the caller's active stake to its pending unbond. The whole pending
     /// amount (earlier requests included) becomes withdrawable `unbondDelay()` seconds from now.
     /// Requirements:
-    /// - `0 < amount <= stakeOf(caller)`.
+    /// - `0 < amount <= freeStakeOf(caller)` (locked stake cannot be unbonded).
     /// Emits an {UnbondRequested} event.
     function requestUnbond(uint256 amount) external;
 

@@ -2,14 +2,27 @@
 pragma solidity 0.8.28;
 
 /// @title IUnlearning
-/// @notice Right-to-be-forgotten requests with a deadline. An org (or the governor, for a data
-/// subject) asks for the removal of all its contributions, of one round's contribution, or of a
-/// sample set inside its contributions (by the Merkle root of the samples). A staked aggregator
-/// acknowledges and must post a receipt (new model CID, root of what was removed, metrics hash)
-/// before the deadline; otherwise anyone can have it slashed.
-/// @dev Receipts are the {UnlearningCompleted} events. Completing an Org or Round request revokes
-/// the contributions in the registry; every completion records a new model version (round id 0)
-/// whose parent is the registry's latest version.
+/// @notice Right-to-be-forgotten requests with a deadline and a requester bond. An org (or the
+/// governor, for a data subject) asks for the removal of all its contributions (Org), of one
+/// round's contribution and every later one of the org that descends from it (Round), or of a
+/// sample set inside its contributions (Samples, by the Merkle root of the samples).
+/// - Org / Round: the answerable aggregator is fixed when the request is made (the default
+///   aggregator then); a staked aggregator may acknowledge (locking `slashAmount()` of its free
+///   stake) and becomes answerable. A receipt (new model CID, root of what was removed, metrics
+///   hash) is due before the deadline, otherwise anyone can have the answerable aggregator slashed.
+/// - Samples: answered by the org's own trainer, which replaces its contribution of each affected
+///   round ({replaceContribution}: new CID, new data commitment without the removed samples);
+///   the aggregator re-merges and completes. Never slashable against an aggregator.
+/// The bond (`requestBond()`, pulled from the caller) is refunded on every final state except
+/// Voided (judged void by the governor) and Expired without a replacement (a Samples request the
+/// org never answered); a forfeited bond goes to Staking's treasury.
+/// At most one pending request per (org, scope, target). A pending request whose target has
+/// nothing live left is Closed without a slash (bond refunded).
+/// @dev Receipts are the {UnlearningCompleted} events; every final transition also emits
+/// {RequestSettled}. Completing an Org request revokes the org's rounds `[1, roundCount]`, a Round
+/// request for round r revokes `[r, roundCount]` in the registry (O(1) gas); every completion
+/// records a new model version (round id 0) whose parent is the registry's latest version.
+/// Governance is read from Membership's `GOVERNOR_ROLE` at call time.
 interface IUnlearning {
     enum Scope {
         Org,
@@ -22,31 +35,50 @@ interface IUnlearning {
         Requested,
         Acknowledged,
         Completed,
-        Slashed
+        Slashed,
+        Closed,
+        Voided,
+        Expired
     }
 
-    /// @notice `caller` may not request unlearning for `org` (only `org` itself or the governor may).
+    /// @notice `caller` may not request unlearning for `org` (only `org` itself or a governor may).
     error UnlearningNotAuthorized(address caller, address org);
-    /// @notice `caller` is not the governor.
+    /// @notice `caller` does not hold `GOVERNOR_ROLE` in Membership.
     error UnlearningNotGovernor(address caller);
     /// @notice `caller` is not an aggregator holding the minimum stake.
     error UnlearningNotStakedAggregator(address caller);
     /// @notice `target` is not valid for `scope` (must be 0 for Org, a round id for Round, non-zero for Samples).
     error UnlearningInvalidTarget(Scope scope, bytes32 target);
-    /// @notice `org` has no live (submitted, not rejected, not revoked) contribution matching `scope` / `target`.
+    /// @notice `org` has nothing live matching `scope` / `target` (Round: no live contribution in
+    /// that round; Org / Samples: `org` never joined, or all its contributions are revoked).
     error UnlearningNoContribution(address org, Scope scope, bytes32 target);
+    /// @notice Request `requestId` for the same (org, scope, target) is still pending.
+    error UnlearningDuplicate(uint256 requestId);
     /// @notice Request `requestId` does not exist.
     error UnlearningUnknownRequest(uint256 requestId);
     /// @notice Request `requestId` is in `state`, which does not allow this call.
     error UnlearningWrongState(uint256 requestId, RequestState state);
+    /// @notice Request `requestId` has scope `scope`, which does not allow this call.
+    error UnlearningWrongScope(uint256 requestId, Scope scope);
     /// @notice The deadline `deadline` of request `requestId` has passed.
     error UnlearningDeadlinePassed(uint256 requestId, uint64 deadline);
     /// @notice The deadline `deadline` of request `requestId` has not passed yet.
     error UnlearningDeadlineNotReached(uint256 requestId, uint64 deadline);
     /// @notice The new model CID of the receipt for request `requestId` is zero.
     error UnlearningZeroModelCid(uint256 requestId);
-    /// @notice Nobody acknowledged request `requestId` and no default aggregator is set.
-    error UnlearningNoAggregator(uint256 requestId);
+    /// @notice `caller` is not the org `org` of the Samples request (only its own trainer replaces).
+    error UnlearningNotRequestOrg(address caller, address org);
+    /// @notice Samples request `requestId` cannot complete before the org replaced a contribution.
+    error UnlearningNotReplaced(uint256 requestId);
+    /// @notice The contribution of `org` in round `roundId` is not live (cannot be replaced).
+    error UnlearningNotLive(uint256 roundId, address org);
+    /// @notice Request `requestId` still has a live target and cannot be closed.
+    error UnlearningStillLive(uint256 requestId);
+    /// @notice `responseWindow` is longer than Staking's `unbondDelay`: an acknowledger could
+    /// withdraw before it can be slashed.
+    error UnlearningWindowExceedsUnbond(uint64 responseWindow, uint64 unbondDelay);
+    /// @notice `slashAmount` is zero.
+    error UnlearningZeroSlashAmount();
     /// @notice The zero address was given where a contract is required.
     error UnlearningZeroAddress();
 
@@ -54,8 +86,14 @@ interface IUnlearning {
     event UnlearningRequested(
         uint256 indexed requestId, address indexed org, Scope scope, bytes32 target, bytes32 reasonHash, uint64 deadline
     );
-    /// @notice `aggregator` took responsibility for request `requestId`.
+    /// @notice `requester` posted `bond` for request `requestId`; `aggregator` is answerable (0: none;
+    /// Samples requests have none).
+    event RequestBonded(uint256 indexed requestId, address indexed requester, address indexed aggregator, uint256 bond);
+    /// @notice `aggregator` took responsibility for request `requestId` (and locked `slashAmount()` of stake).
     event UnlearningAcknowledged(uint256 indexed requestId, address indexed aggregator);
+    /// @notice For Samples request `requestId`, `org` replaced its contribution in round `roundId`
+    /// (the new CID and data commitment are in Rounds' `SubmissionReplaced`).
+    event ContributionReplaced(uint256 indexed requestId, uint256 indexed roundId, address indexed org);
     /// @notice Receipt of request `requestId`: version `versionId` (model `newModelCid`) without the
     /// data committed by `removedRoot`, verified by the figures hashed in `metricsHash`.
     event UnlearningCompleted(
@@ -63,54 +101,101 @@ interface IUnlearning {
     );
     /// @notice `aggregator` lost `amount` of stake for missing the deadline of request `requestId`.
     event AggregatorSlashed(uint256 indexed requestId, address indexed aggregator, uint256 amount);
-    /// @notice The aggregator answerable for unacknowledged requests changed from `previous` to `aggregator`.
+    /// @notice The governor judged request `requestId` void for the reason `reasonHash`.
+    event RequestVoided(uint256 indexed requestId, bytes32 reasonHash);
+    /// @notice Request `requestId` reached its final state `state`; `refunded` of the bond went back to
+    /// `requester`, `forfeited` to the treasury. Emitted exactly once per request.
+    event RequestSettled(
+        uint256 indexed requestId, RequestState state, address indexed requester, uint256 refunded, uint256 forfeited
+    );
+    /// @notice The aggregator answerable for new requests changed from `previous` to `aggregator`.
     event DefaultAggregatorSet(address indexed previous, address indexed aggregator);
 
-    /// @notice Opens an unlearning request with deadline `block.timestamp + responseWindow()`.
+    /// @notice Opens an unlearning request with deadline `block.timestamp + responseWindow()` and
+    /// pulls `requestBond()` from the caller (approve it to this contract first).
     /// `target`: 0 for Org, `bytes32(roundId)` for Round, the samples' Merkle root for Samples.
     /// Requirements:
-    /// - caller is `org` or the governor;
-    /// - `org` has a live contribution (for Round: in that round).
-    /// Emits an {UnlearningRequested} event.
+    /// - caller is `org` or holds `GOVERNOR_ROLE`;
+    /// - Round: `org` has a live contribution in that round; Org / Samples: `org` joined at some time
+    ///   and not all its contributions are revoked;
+    /// - no pending request for the same (org, scope, target).
+    /// Emits {UnlearningRequested} and {RequestBonded}.
     /// @return requestId the new request's id (1, 2, ...).
     function requestUnlearning(address org, Scope scope, bytes32 target, bytes32 reasonHash)
         external
         returns (uint256 requestId);
 
-    /// @notice The calling aggregator becomes answerable for request `requestId`.
+    /// @notice The calling aggregator becomes answerable for Org / Round request `requestId` and
+    /// locks `slashAmount()` of its free stake until the request ends.
     /// Requirements:
-    /// - caller has `AGGREGATOR_ROLE` and the minimum stake; the request is Requested;
+    /// - caller has `AGGREGATOR_ROLE`, the minimum stake and `slashAmount()` of free stake;
+    /// - the request is Requested, its scope is not Samples, its target is still live;
     /// - the deadline has not passed.
     /// Emits an {UnlearningAcknowledged} event.
     function acknowledge(uint256 requestId) external;
 
-    /// @notice Posts the receipt of request `requestId`, revokes the removed contributions (Org: all
-    /// live ones of the org; Round: that round's; Samples: none) and records the new model version.
+    /// @notice The org's own trainer answers Samples request `requestId` by replacing its
+    /// contribution in round `roundId` (new adapter CID, sample count, data commitment that
+    /// excludes the removed samples). The replaced contribution is revoked.
+    /// Requirements:
+    /// - caller is the request's org; the request is a pending Samples request before its deadline;
+    /// - the org's contribution in `roundId` is live; Rounds' replaceSubmission requirements.
+    /// Emits {ContributionReplaced} (and Rounds' `SubmissionReplaced`).
+    function replaceContribution(
+        uint256 requestId,
+        uint256 roundId,
+        bytes32 adapterCid,
+        uint64 numSamples,
+        bytes32 dataCommitment
+    ) external;
+
+    /// @notice Posts the receipt of request `requestId`, revokes the removed contributions (Org:
+    /// rounds `[1, roundCount]` of the org; Round r: `[r, roundCount]`; Samples: none, the
+    /// replacements already took the old ones out), records the new model version, releases the
+    /// acknowledger's locked stake and refunds the bond.
     /// Requirements:
     /// - caller has `AGGREGATOR_ROLE` and the minimum stake;
     /// - the request is Requested or Acknowledged and `block.timestamp <= deadline`;
-    /// - `newModelCid` != 0.
-    /// Emits an {UnlearningCompleted} event (and the registry's `ContributionRevoked` / `VersionRecorded`).
+    /// - Samples: at least one contribution was replaced; `newModelCid` != 0.
+    /// Emits {UnlearningCompleted}, {RequestSettled} (and the registry's `ContributionsRevoked` / `VersionRecorded`).
     /// @return versionId the registry version of the new model.
     function completeUnlearning(uint256 requestId, bytes32 newModelCid, bytes32 removedRoot, bytes32 metricsHash)
         external
         returns (uint256 versionId);
 
-    /// @notice Slashes the answerable aggregator of an overdue request by `slashAmount()` (capped at
-    /// its stake plus pending unbond). Anyone may call.
+    /// @notice Settles an overdue request. Anyone may call. In order:
+    /// - Samples: Expired (no slash); bond refunded if a contribution was replaced, else forfeited;
+    /// - nothing live left: Closed, no slash, bond refunded;
+    /// - no answerable aggregator: Expired, bond refunded;
+    /// - otherwise the answerable aggregator (fixed at request, or the acknowledger) loses
+    ///   `slashAmount()` (capped at its stake plus pending unbond): Slashed, bond refunded.
     /// Requirements:
-    /// - the request is Requested or Acknowledged and `block.timestamp > deadline`;
-    /// - an aggregator acknowledged it or a default aggregator is set.
-    /// Emits an {AggregatorSlashed} event (and Staking's `Slashed` when the amount is not 0).
+    /// - the request is Requested or Acknowledged and `block.timestamp > deadline`.
+    /// Emits {RequestSettled} (and {AggregatorSlashed}, Staking's `Slashed` when slashed).
     function slashMissed(uint256 requestId) external;
 
-    /// @notice Sets the aggregator answerable for requests nobody acknowledged.
+    /// @notice Closes pending request `requestId` whose target has nothing live left (revoked by
+    /// another request, or rejected): no slash, bond refunded. Anyone may call.
     /// Requirements:
-    /// - caller is the governor.
+    /// - the request is Requested or Acknowledged; nothing live left for it.
+    /// Emits {RequestSettled}.
+    function closeRequest(uint256 requestId) external;
+
+    /// @notice The governor judges pending request `requestId` void (junk): the bond is forfeited
+    /// to the treasury; an acknowledger's locked stake is released.
+    /// Requirements:
+    /// - caller holds `GOVERNOR_ROLE`; the request is Requested or Acknowledged.
+    /// Emits {RequestVoided} and {RequestSettled}.
+    function voidRequest(uint256 requestId, bytes32 reasonHash) external;
+
+    /// @notice Sets the aggregator answerable for new requests (existing requests keep theirs).
+    /// Requirements:
+    /// - caller holds `GOVERNOR_ROLE`.
     /// Emits a {DefaultAggregatorSet} event.
     function setDefaultAggregator(address aggregator) external;
 
-    /// @notice Request `requestId` (all zero / None if it does not exist).
+    /// @notice Request `requestId` (all zero / None if it does not exist). `aggregator` is the
+    /// answerable one (fixed at request, replaced by an acknowledger), then whoever completed it.
     function getRequest(uint256 requestId)
         external
         view
@@ -124,18 +209,30 @@ interface IUnlearning {
             bytes32 newModelCid
         );
 
+    /// @notice Who posted the bond of request `requestId` and how many contributions were replaced for it.
+    function requestInfo(uint256 requestId) external view returns (address requester, uint256 replacements);
+
+    /// @notice The pending request for (org, scope, target), 0 if none.
+    function pendingRequest(address org, Scope scope, bytes32 target) external view returns (uint256);
+
+    /// @notice Whether pending request `requestId` still has something live to remove.
+    function hasLiveTarget(uint256 requestId) external view returns (bool);
+
     /// @notice Number of requests so far (the latest request id).
     function requestCount() external view returns (uint256);
 
-    /// @notice Aggregator answerable for unacknowledged requests.
+    /// @notice Aggregator answerable for new requests.
     function defaultAggregator() external view returns (address);
 
-    /// @notice Seconds between a request and its deadline.
+    /// @notice Seconds between a request and its deadline (<= Staking's `unbondDelay`).
     function responseWindow() external view returns (uint64);
 
-    /// @notice Stake taken from an aggregator that misses a deadline.
+    /// @notice Stake taken from an aggregator that misses a deadline (and locked per acknowledged request).
     function slashAmount() external view returns (uint256);
 
-    /// @notice The governor fixed at deployment.
-    function governor() external view returns (address);
+    /// @notice Tokens a requester posts per request.
+    function requestBond() external view returns (uint256);
+
+    /// @notice The bond token (Staking's token).
+    function token() external view returns (address);
 }

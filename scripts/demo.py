@@ -19,23 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy import DeployParams, deploy_all, write_manifest  # noqa: E402
+from deploy import MANIFEST_DIR, deploy_all, dev_key, is_local, local_params  # noqa: E402
 
+from orchestrator.chain.artifacts import Manifest  # noqa: E402
 from orchestrator.learning.data import TOPICS  # noqa: E402  (torch-free)
-#: anvil's well-known development mnemonic (test keys, never for real funds)
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
-
-
-def dev_key(account) -> str:
-    """The private key of an unlocked anvil dev account (brownie does not expose it)."""
-    from eth_account import Account
-
-    Account.enable_unaudited_hdwallet_features()
-    for i in range(20):
-        derived = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
-        if derived.address == account.address:
-            return derived.key.hex()
-    raise SystemExit(f"{account.address} is not one of anvil's default dev accounts")
 
 
 def main() -> None:
@@ -54,14 +41,13 @@ def main() -> None:
     out = Path(os.environ.get("ORCH_DEMO_OUT", "out/brownie-demo")).resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    if not network.show_active().startswith("development") and network.show_active() != "anvil":
+    if not is_local(network.show_active()):
         raise SystemExit("scripts/demo.py runs on a local development network (it uses unlocked test accounts)")
 
-    params = DeployParams.from_env()
     deployer = accounts[0]
     orgs = {t: accounts[1 + i] for i, t in enumerate(TOPICS)}
-    contracts = deploy_all(deployer, params, True, list(orgs.values()))
-    manifest = write_manifest(contracts, deployer, {}, {"orgs": [o.address for o in orgs.values()]})
+    manifest = Manifest.path_for(chain.id, MANIFEST_DIR)
+    contracts, _ = deploy_all(deployer, local_params(deployer, network.show_active(), list(orgs.values())), manifest)
     membership, staking, token = contracts["Membership"], contracts["Staking"], contracts["LedgerToken"]
     keys = {t: sealed.generate_keypair() for t in TOPICS}
     agg_private, _ = sealed.generate_keypair()
@@ -109,6 +95,7 @@ def main() -> None:
 
             took = wait_for(rounds_done, 1800, f"{n_rounds} rounds finalized and claimed", procs, interval=1)
             print(f"{n_rounds} rounds finalized and every reward claimed in {took:.0f} s")
+            token.approve(unlearning, unlearning.requestBond(), {"from": orgs["sport"]})  # the request bond
             tx = unlearning.requestUnlearning(orgs["sport"], 0, b"\x00" * 32, b"\x01" * 32, {"from": orgs["sport"]})
             request_id = tx.events["UnlearningRequested"]["requestId"]
             took = wait_for(lambda: unlearning.getRequest(request_id)[2] == 3, 900, "unlearning completed", procs)

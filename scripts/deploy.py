@@ -2,94 +2,50 @@
 
 Usage: ``brownie run scripts/deploy.py [--network X]``.
 
-Parameters come from :class:`DeployParams` defaults, overridden by ``ORCH_*`` environment
-variables (see :meth:`DeployParams.from_env`). On a local network (development / anvil) the
-deployer (``accounts[0]``) is governor, aggregator and relayer, stakes ``min_stake`` so it can
-answer unlearning requests, the orgs ``accounts[1..5]`` receive test tokens and the reward pool
-is funded. On any other network the deployer comes from brownie's encrypted keystore
-(``ORCH_DEPLOYER_ACCOUNT``, the id given to ``brownie accounts new``) or a private key in
-``ORCH_DEPLOYER_KEY``; nothing is minted to anybody.
+A thin brownie front end: the wiring itself is :func:`orchestrator.chain.contracts.deploy_protocol`
+(the one deployment implementation, also used by ``python -m orchestrator deploy``, the demo and
+the tests), called through brownie's web3 connection with the deployer's key as a local signer.
 
-The module imports brownie lazily so that the parameters can be read without it (the
-orchestrator deploys the same artifacts to py-evm and mirrors :func:`deploy_all`).
+Parameters: :class:`orchestrator.chain.contracts.ProtocolParams` defaults, overridden by
+``ORCH_<FIELD>`` environment variables (e.g. ``ORCH_MIN_STAKE=5e20``). On a local network
+(development / anvil / a fork) the deployer (``accounts[0]``) is governor, aggregator and
+relayer, stakes ``min_stake`` so it can answer unlearning requests, the orgs
+``accounts[1..ORCH_NUM_ORGS]`` (default 5) receive test tokens and the reward pool is funded.
+On any other network the deployer comes from brownie's encrypted keystore
+(``ORCH_DEPLOYER_ACCOUNT``, the id given to ``brownie accounts new``) or a private key in
+``ORCH_DEPLOYER_KEY``, and only the cross-contract roles are wired: nothing is minted to anybody.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, fields
+import sys
 from pathlib import Path
 from typing import Any
 
-TOKEN = 10**18
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from orchestrator.chain.artifacts import DEFAULT_BUILD_DIR, Manifest  # noqa: E402
+from orchestrator.chain.contracts import PROTOCOL_CONTRACTS, ProtocolParams, deploy_protocol  # noqa: E402
+
 LOCAL_NETWORKS = frozenset({"development", "anvil", "hardhat", "ganache", "geth-dev"})
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "deployments"
-CONTRACT_ORDER = (
-    "LedgerToken",
-    "Staking",
-    "Membership",
-    "ContributionRegistry",
-    "Rounds",
-    "Unlearning",
-)
-
-
-@dataclass(frozen=True)
-class DeployParams:
-    """Constructor arguments and local funding, in token base units (18 decimals) and seconds."""
-
-    initial_supply: int = 1_000_000_000 * TOKEN  # minted to the deployer (governor)
-    min_stake: int = 100 * TOKEN  # stake needed to join, and for aggregators to act
-    unbond_delay: int = 7 * 24 * 3600  # seconds between an unbond request and the withdrawal
-    response_window: int = (
-        3 * 24 * 3600
-    )  # seconds an aggregator has to answer an unlearning request
-    slash_amount: int = 50 * TOKEN  # taken from an aggregator that misses a deadline
-    org_tokens: int = 10_000 * TOKEN  # local networks: tokens sent to each org account
-    num_orgs: int = 5  # local networks: accounts[1..num_orgs] are the orgs
-    reward_pool: int = 100_000 * TOKEN  # local networks: initial funding of the reward pool
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"deploy parameter {f.name} must be a non-negative integer; got {value!r}"
-                )
-        if self.unbond_delay >= 2**64 or self.response_window >= 2**64:
-            raise ValueError(
-                f"unbond_delay and response_window must fit 64 bits; got {self.unbond_delay}, {self.response_window}"
-            )
-        if self.slash_amount == 0:
-            raise ValueError(
-                "slash_amount must be positive, or a missed unlearning deadline costs nothing"
-            )
-        local_needs = self.min_stake + self.num_orgs * self.org_tokens + self.reward_pool
-        if local_needs > self.initial_supply:
-            raise ValueError(
-                f"initial_supply {self.initial_supply} cannot cover the local stake, org tokens and reward pool "
-                f"({local_needs}); raise ORCH_INITIAL_SUPPLY or lower the others"
-            )
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> DeployParams:
-        """Defaults overridden by ``ORCH_<FIELD>`` (upper case), e.g. ``ORCH_MIN_STAKE=5e20``."""
-        env = dict(os.environ if env is None else env)
-        kwargs: dict[str, int] = {}
-        for f in fields(cls):
-            raw = env.get(f"ORCH_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            try:
-                kwargs[f.name] = int(raw) if raw.strip().isdigit() else int(float(raw))
-            except ValueError:
-                raise ValueError(f"ORCH_{f.name.upper()} must be an integer; got {raw!r}") from None
-        return cls(**kwargs)
+MANIFEST_DIR = ROOT / "deployments"
+#: anvil's well-known development mnemonic (test keys, never for real funds)
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 def is_local(network_name: str) -> bool:
     return network_name in LOCAL_NETWORKS or network_name.endswith("-fork")
+
+
+def num_orgs(env: dict[str, str] | None = None) -> int:
+    """How many local accounts after the deployer become orgs (``ORCH_NUM_ORGS``, default 5)."""
+    raw = (os.environ if env is None else env).get("ORCH_NUM_ORGS", "5")
+    if not raw.strip().isdigit() or not 0 <= int(raw) <= 9:
+        raise ValueError(f"ORCH_NUM_ORGS must be an integer from 0 to 9 (anvil has 10 accounts); got {raw!r}")
+    return int(raw)
 
 
 def get_deployer() -> Any:
@@ -108,117 +64,73 @@ def get_deployer() -> Any:
     )
 
 
-def deploy_all(
-    deployer: Any, params: DeployParams, local: bool, orgs: list[Any] | None = None
-) -> dict[str, Any]:
-    """Deploys the six private-chain contracts and grants the roles they need of each other.
+def dev_key(account: Any) -> str:
+    """The private key of an unlocked anvil dev account (brownie does not expose it)."""
+    from eth_account import Account
 
-    Returns the brownie contract objects by name. ``local`` adds the development conveniences
-    (deployer as aggregator/relayer with stake, test tokens to ``orgs``, funded reward pool).
-    """
-    from brownie import ContributionRegistry, LedgerToken, Membership, Rounds, Staking, Unlearning
-
-    tx = {"from": deployer}
-    token = LedgerToken.deploy(deployer, params.initial_supply, tx)
-    staking = Staking.deploy(token, deployer, params.unbond_delay, tx)
-    membership = Membership.deploy(deployer, staking, params.min_stake, tx)
-    registry = ContributionRegistry.deploy(deployer, tx)
-    rounds = Rounds.deploy(deployer, token, membership, registry, tx)
-    unlearning = Unlearning.deploy(
-        deployer,
-        membership,
-        staking,
-        registry,
-        rounds,
-        params.response_window,
-        params.slash_amount,
-        tx,
-    )
-
-    registry.setRounds(rounds, tx)
-    registry.grantRole(registry.REGISTRAR_ROLE(), rounds, tx)
-    registry.grantRole(registry.REGISTRAR_ROLE(), unlearning, tx)
-    registry.grantRole(registry.REVOKER_ROLE(), unlearning, tx)
-    staking.grantRole(staking.SLASHER_ROLE(), unlearning, tx)
-
-    if local:
-        membership.grantRole(membership.AGGREGATOR_ROLE(), deployer, tx)
-        membership.grantRole(membership.RELAYER_ROLE(), deployer, tx)
-        unlearning.setDefaultAggregator(deployer, tx)
-        if params.min_stake:
-            token.approve(staking, params.min_stake, tx)
-            staking.stake(params.min_stake, tx)
-        for org in orgs or []:
-            token.transfer(org, params.org_tokens, tx)
-        if params.reward_pool:
-            token.approve(rounds, params.reward_pool, tx)
-            rounds.fundRewards(params.reward_pool, tx)
-
-    return {
-        "LedgerToken": token,
-        "Staking": staking,
-        "Membership": membership,
-        "ContributionRegistry": registry,
-        "Rounds": rounds,
-        "Unlearning": unlearning,
-    }
+    Account.enable_unaudited_hdwallet_features()
+    for i in range(20):
+        derived = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        if derived.address == account.address:
+            return "0x" + derived.key.hex().removeprefix("0x")
+    raise SystemExit(f"{account.address} is not one of anvil's default dev accounts")
 
 
-def contract_entry(contract: Any) -> dict[str, Any]:
-    """Address, artifact path and deployment block of a brownie contract object."""
-    name = contract._name
-    return {
-        "address": contract.address,
-        "artifact": f"build/contracts/{name}.json",
-        "block": contract.tx.block_number if contract.tx is not None else None,
-    }
+def signer_of(account: Any) -> Any:
+    """An eth-account signer for a brownie account: its own key, or the anvil dev key."""
+    from eth_account import Account
+
+    key = getattr(account, "private_key", None)
+    return Account.from_key(key if key else dev_key(account))
 
 
-def write_manifest(
-    contracts: dict[str, Any],
-    deployer: Any,
-    params: dict[str, Any],
-    extra: dict[str, Any],
-    merge: bool = False,
-) -> Path:
-    """Writes ``deployments/<chainid>.json`` and returns its path.
+def plain_web3() -> Any:
+    """A plain web3 over brownie's provider (brownie's own sets a gas-price strategy that would
+    add a legacy ``gasPrice`` to the EIP-1559 transactions the orchestrator signs)."""
+    from brownie import web3
+    from web3 import Web3
 
-    ``merge`` keeps the entries already there (the anchor joins the private deployment on a local
-    chain); a full deployment starts a fresh file, so no stale address survives a chain restart.
-    """
-    from brownie import chain, network
+    return Web3(web3.provider)
 
-    path = MANIFEST_DIR / f"{chain.id}.json"
-    manifest: dict[str, Any] = {}
-    if merge and path.exists():
-        manifest = json.loads(path.read_text())
-    entries = dict(manifest.get("contracts", {}))
-    entries.update({name: contract_entry(c) for name, c in contracts.items()})
-    manifest.update(
-        {
-            "chain_id": chain.id,
-            "network": network.show_active(),
-            "deployer": deployer.address,
-            "contracts": entries,
-            "params": {**manifest.get("params", {}), **params},
-            **extra,
-        }
-    )
-    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+
+def transactor_for(account: Any, w3: Any = None) -> Any:
+    """A :class:`~orchestrator.chain.tx.Transactor` over brownie's connection, signing as ``account``."""
+    from orchestrator.chain.tx import Transactor
+
+    return Transactor(w3 if w3 is not None else plain_web3(), signer_of(account))
+
+
+def build_dir() -> Path:
+    """brownie's artifacts, relative when run from the project root (the manifest records the path)."""
+    return DEFAULT_BUILD_DIR if Path.cwd().resolve() == ROOT else ROOT / DEFAULT_BUILD_DIR
+
+
+def deploy_all(deployer: Any, params: ProtocolParams, manifest_path: Path | None = None) -> tuple[dict[str, Any], Manifest]:
+    """Deploys and wires the protocol with :func:`deploy_protocol`; returns brownie objects and the manifest."""
+    import brownie
+
+    w3 = plain_web3()
+    manifest = deploy_protocol(w3, transactor_for(deployer, w3), params, build_dir=build_dir(),
+                               manifest_path=manifest_path)
+    contracts = {name: getattr(brownie, name).at(manifest.address(name)) for name in PROTOCOL_CONTRACTS}
+    return contracts, manifest
+
+
+def local_params(deployer: Any, network_name: str, orgs: list[Any], **overrides: Any) -> ProtocolParams:
+    """The parameters of this network: ``ORCH_*`` overrides, dev set-up only on local networks."""
+    local = is_local(network_name)
+    return ProtocolParams.from_env(orgs=[o.address for o in orgs] if local else [], local=local,
+                                   network=network_name, **overrides)
 
 
 def main() -> None:
-    from brownie import accounts, network
+    from brownie import accounts, chain, network
 
-    params = DeployParams.from_env()
-    local = is_local(network.show_active())
+    name = network.show_active()
     deployer = get_deployer()
-    orgs = [accounts[i] for i in range(1, params.num_orgs + 1)] if local else []
-    contracts = deploy_all(deployer, params, local, orgs)
-    extra = {"orgs": [o.address for o in orgs]} if local else {}
-    path = write_manifest(contracts, deployer, asdict(params), extra)
-    for name, c in contracts.items():
-        print(f"{name:22s} {c.address}")
+    orgs = [accounts[i] for i in range(1, num_orgs() + 1)] if is_local(name) else []
+    path = Manifest.path_for(chain.id, MANIFEST_DIR)
+    contracts, _ = deploy_all(deployer, local_params(deployer, name, orgs), path)
+    for contract_name, c in contracts.items():
+        print(f"{contract_name:22s} {c.address}")
     print(f"manifest written to {path}")

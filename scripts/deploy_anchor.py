@@ -1,7 +1,9 @@
 """Deploy PublicAnchor (on the public chain) and add it to ``deployments/<chainid>.json``.
 
 Usage: ``brownie run scripts/deploy_anchor.py [--network X]``. The relayer account is
-``ORCH_RELAYER`` (an address) if set, else the deployer. Deployer as in ``scripts/deploy.py``.
+``ORCH_RELAYER`` (an address) if set, else the deployer. Deployer as in ``scripts/deploy.py``;
+the deployment itself is :func:`orchestrator.chain.contracts.deploy_anchor`, as for
+``python -m orchestrator deploy``.
 """
 
 from __future__ import annotations
@@ -9,27 +11,23 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy import get_deployer, write_manifest  # noqa: E402
+from deploy import MANIFEST_DIR, build_dir, get_deployer, plain_web3, transactor_for  # noqa: E402
 
-
-def deploy_anchor(deployer: Any, relayer: str | Any) -> Any:
-    """Deploys PublicAnchor governed by ``deployer`` and grants ``relayer`` the RELAYER_ROLE."""
-    from brownie import PublicAnchor
-
-    tx = {"from": deployer}
-    anchor = PublicAnchor.deploy(deployer, tx)
-    anchor.grantRole(anchor.RELAYER_ROLE(), relayer, tx)
-    return anchor
+from orchestrator.chain.artifacts import Manifest  # noqa: E402
+from orchestrator.chain.contracts import deploy_anchor  # noqa: E402
 
 
 def main() -> None:
+    from brownie import chain, network
+
     deployer = get_deployer()
-    relayer = os.environ.get("ORCH_RELAYER") or deployer
-    anchor = deploy_anchor(deployer, relayer)
-    path = write_manifest({"PublicAnchor": anchor}, deployer, {}, {}, merge=True)
-    print(f"PublicAnchor           {anchor.address}")
+    relayer = os.environ.get("ORCH_RELAYER") or deployer.address
+    path = Manifest.path_for(chain.id, MANIFEST_DIR)
+    w3 = plain_web3()
+    manifest = deploy_anchor(w3, transactor_for(deployer, w3), relayer, build_dir=build_dir(),
+                             network=network.show_active(), manifest_path=path)
+    print(f"PublicAnchor           {manifest.address('PublicAnchor')}")
     print(f"manifest written to {path}")

@@ -1,9 +1,10 @@
 """The LedgerLoRA protocol as web3 contracts: loading a deployment and deploying one.
 
-:func:`deploy_protocol` deploys the brownie build artifacts WITHOUT brownie (the embedded
-in-process chain has no brownie network) and wires the roles the same way as
-``scripts/deploy.py``; both write the same ``deployments/<chainid>.json`` manifest, so a daemon
-cannot tell which of them deployed.
+:func:`deploy_protocol` is the one deployment implementation: it deploys the brownie build
+artifacts with plain web3 (the embedded in-process chain has no brownie network) and wires the
+roles. ``scripts/deploy.py`` calls it through brownie's provider with the deployer's key, the
+CLI's ``deploy``, the demo and the tests call it directly; all write the same
+``deployments/<chainid>.json`` manifest.
 """
 
 from __future__ import annotations
@@ -128,18 +129,17 @@ def _checksum(value: str, what: str) -> str:
     return to_checksum_address(value)
 
 
-#: Integer parameters shared with scripts/deploy.py's DeployParams (same names, same defaults,
-#: same ORCH_<NAME> environment overrides); tests/python/chain checks they stay in step.
+#: Integer parameters, each overridable by an ORCH_<NAME> environment variable.
 _SHARED_INT_PARAMS = ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
-                      "org_tokens", "reward_pool")
+                      "request_bond", "claim_window", "anchor_max_range", "org_tokens", "reward_pool")
 
 
 @dataclass
 class ProtocolParams:
     """Deployment parameters of the private-chain protocol (amounts in token wei, times in s).
 
-    The integer fields mirror ``scripts/deploy.py``'s ``DeployParams``; the rest say who gets
-    which role, which brownie expresses with its network name and ``accounts[i]``.
+    ``local`` turns on the development set-up (test tokens, funded pool, roles to the
+    deployer); ``scripts/deploy.py`` sets it only on local networks.
     """
 
     initial_supply: int = field(default=1_000_000_000 * TOKEN, metadata={"help": "LLS minted to the deployer (governor)"})
@@ -147,6 +147,9 @@ class ProtocolParams:
     unbond_delay: int = field(default=7 * 24 * 3600, metadata={"help": "seconds between requestUnbond and withdraw"})
     response_window: int = field(default=3 * 24 * 3600, metadata={"help": "seconds an aggregator has to complete unlearning"})
     slash_amount: int = field(default=50 * TOKEN, metadata={"help": "taken from an aggregator that misses a deadline"})
+    request_bond: int = field(default=10 * TOKEN, metadata={"help": "posted per unlearning request; refunded unless judged void"})
+    claim_window: int = field(default=30 * 24 * 3600, metadata={"help": "seconds after finalization to claim a round's rewards"})
+    anchor_max_range: int = field(default=100_000, metadata={"help": "PublicAnchor: most blocks one anchored range covers"})
     org_tokens: int = field(default=10_000 * TOKEN, metadata={"help": "local: test tokens sent to each org"})
     reward_pool: int = field(default=100_000 * TOKEN, metadata={"help": "local: initial funding of the reward pool"})
     orgs: Sequence[str] = field(default=(), metadata={"help": "local: org addresses that get test tokens"})
@@ -162,11 +165,18 @@ class ProtocolParams:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.unbond_delay >= 2**64 or self.response_window >= 2**64:
-            raise ValueError(f"unbond_delay and response_window must fit 64 bits, got "
-                             f"{self.unbond_delay}, {self.response_window}")
+        for name in ("unbond_delay", "response_window", "claim_window", "anchor_max_range"):
+            if getattr(self, name) >= 2**64:
+                raise ValueError(f"{name} must fit 64 bits, got {getattr(self, name)}")
         if self.response_window == 0:
             raise ValueError("response_window must be > 0 seconds")
+        if self.response_window > self.unbond_delay:
+            raise ValueError(
+                f"response_window {self.response_window} exceeds unbond_delay {self.unbond_delay}: an aggregator "
+                "could withdraw its stake before a missed deadline can be slashed; lower ORCH_RESPONSE_WINDOW "
+                "or raise ORCH_UNBOND_DELAY")
+        if self.anchor_max_range == 0:
+            raise ValueError("anchor_max_range must be positive (the most blocks one anchor may cover)")
         if self.slash_amount == 0:
             raise ValueError("slash_amount must be positive, or a missed unlearning deadline costs nothing")
         self.orgs = tuple(_checksum(a, "orgs[]") for a in self.orgs)
@@ -229,14 +239,16 @@ def deploy_protocol(
 ) -> Manifest:
     """Deploy and wire the private-chain protocol from the build artifacts; returns its manifest.
 
-    Mirrors ``deploy_all`` of ``scripts/deploy.py``: the deployer is the governor; the registry
-    reads contributions from Rounds (``setRounds``); Rounds gets REGISTRAR on the registry;
-    Unlearning gets REGISTRAR and REVOKER on the registry and SLASHER on Staking. With
-    ``params.local`` (development chains) also: the aggregators and relayers (default: the
-    deployer) get their Membership roles, the first aggregator becomes the default aggregator
-    (answerable for unacknowledged unlearning requests), the deployer stakes ``min_stake`` if it
-    is an aggregator, the orgs receive ``org_tokens`` and the reward pool is funded. With the
-    defaults this is exactly what scripts/deploy.py does on a local network.
+    The deployer is the governor (Membership's GOVERNOR_ROLE, read by Rounds and Unlearning at
+    call time); the registry reads contributions from Rounds (``setRounds``); Rounds gets
+    REGISTRAR on the registry; Unlearning gets REGISTRAR and REVOKER on the registry (REVOKER
+    also lets it replace submissions in Rounds), SLASHER and LOCKER on Staking; Membership gets
+    LOCKER on Staking (a member's stake is locked while it is a member). On any network the
+    named aggregators and relayers get their Membership roles and the first aggregator becomes
+    the default aggregator (answerable for new unlearning requests). With ``params.local``
+    (development chains) also: the deployer takes those roles when none are named and stakes
+    ``min_stake`` if it is an aggregator, the orgs receive ``org_tokens`` and the reward pool is
+    funded.
     """
     params = params or ProtocolParams()
     deployer = transactor.address
@@ -254,9 +266,9 @@ def deploy_protocol(
     staking = deploy("Staking", token.address, deployer, params.unbond_delay)
     membership = deploy("Membership", deployer, staking.address, params.min_stake)
     registry = deploy("ContributionRegistry", deployer)
-    rounds = deploy("Rounds", deployer, token.address, membership.address, registry.address)
-    unlearning = deploy("Unlearning", deployer, membership.address, staking.address, registry.address,
-                        rounds.address, params.response_window, params.slash_amount)
+    rounds = deploy("Rounds", token.address, membership.address, registry.address, params.claim_window)
+    unlearning = deploy("Unlearning", membership.address, staking.address, registry.address,
+                        rounds.address, params.response_window, params.slash_amount, params.request_bond)
 
     send = transactor.transact
     registrar = registry.functions.REGISTRAR_ROLE().call()
@@ -266,6 +278,9 @@ def deploy_protocol(
     send(registry.functions.grantRole(registrar, unlearning.address))
     send(registry.functions.grantRole(revoker, unlearning.address))
     send(staking.functions.grantRole(staking.functions.SLASHER_ROLE().call(), unlearning.address))
+    locker = staking.functions.LOCKER_ROLE().call()
+    send(staking.functions.grantRole(locker, membership.address))  # before anyone joins
+    send(staking.functions.grantRole(locker, unlearning.address))
     if params.base_model_cid is not None:
         send(registry.functions.setBaseModel(params.base_model_cid))
 
@@ -321,8 +336,12 @@ def deploy_anchor(
     build_dir: Path = DEFAULT_BUILD_DIR,
     network: str = "in-process",
     manifest_path: Path | None = None,
+    max_range: int | None = None,
 ) -> Manifest:
     """Deploy ``PublicAnchor`` governed by the deployer and grant RELAYER_ROLE to ``relayer``.
+
+    ``max_range``: the most blocks one anchored range may cover (default
+    ``ProtocolParams().anchor_max_range``, overridable by ``ORCH_ANCHOR_MAX_RANGE``).
 
     As ``scripts/deploy_anchor.py``: when ``manifest_path`` already holds a manifest of the same
     chain (the anchor on the same local chain as the protocol), the anchor is merged into it.
@@ -330,7 +349,11 @@ def deploy_anchor(
     relayers = (relayer,) if isinstance(relayer, str) else tuple(relayer)
     relayers = tuple(_checksum(r, "relayer") for r in relayers)
     artifact = load_artifact(ANCHOR_CONTRACT, build_dir)
-    anchor, receipt = transactor.deploy_with_receipt(artifact, transactor.address)
+    if max_range is None:
+        max_range = ProtocolParams.from_env(local=False).anchor_max_range
+    if not 0 < int(max_range) < 2**64:
+        raise ValueError(f"max_range must be in 1..2**64-1 blocks, got {max_range}")
+    anchor, receipt = transactor.deploy_with_receipt(artifact, transactor.address, int(max_range))
     role = anchor.functions.RELAYER_ROLE().call()
     for account in relayers:
         transactor.transact(anchor.functions.grantRole(role, account))
@@ -346,6 +369,7 @@ def deploy_anchor(
         manifest = Manifest(chain_id=chain_id, network=network, deployer=transactor.address,
                             contracts={ANCHOR_CONTRACT: record})
     manifest.extra["anchor_relayers"] = list(relayers)
+    manifest.params["anchor_max_range"] = int(max_range)
     if manifest_path is not None:
         manifest.write(manifest_path)
     return manifest

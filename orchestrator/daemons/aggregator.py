@@ -1,18 +1,25 @@
 """Aggregator daemon: opens rounds, closes them, merges, scores, rewards and finalizes.
 
-On ``RoundClosed`` it fetches every submission, verifies it (CID, decryption, validation) and
-rejects a bad one on chain (``rejectSubmission``) without failing the round. Only a failure the
-submitter caused (:data:`SUBMITTER_FAULTS`: the blob does not open for the aggregator, the
-adapter breaks the rules, the CID is malformed or the payload oversized) rejects; a fault of the
-aggregator's own storage (corrupt or missing block, unreachable Kubo node) drops the damaged
-blocks so they can be fetched again and defers the event with backoff (:class:`RetryLater`):
-the round stays closed and pending until the content is readable again. It then merges each
-member's latest valid adapter by exact stacking; values every coalition of the merged
-model's inputs by re-merging it and measuring the validation-loss reduction on its public
-validation set; pays this round's submitters by exact Shapley value (``rewards.score_round``,
-zero for a harmful contribution, total <= budget) under a Merkle root;
-stores the merged model and a round report; ``finalizeRound``. The report's CID is the
-``metricsHash`` on chain, so anyone can fetch it, rebuild the rewards tree and check the root.
+On ``RoundClosed`` it fetches every submission (from the events, checked against the
+commitments Rounds holds), verifies it (CID, decryption, the sealed header's binding to the
+submitting org and round, validation) and rejects a bad one on chain (``rejectSubmission``)
+without failing the round. Only a failure the submitter caused (:data:`SUBMITTER_FAULTS`: the
+blob does not open for the aggregator or is bound to another org or round, the adapter breaks
+the rules, the CID is malformed or the payload oversized) rejects; a fault of the aggregator's
+own storage (corrupt or missing block, unreachable Kubo node) drops the damaged blocks so they
+can be fetched again and defers the event with backoff (:class:`RetryLater`): the round stays
+closed and pending until the content is readable again. It then merges each member's latest
+live adapter by exact stacking, weighted by sample counts clipped to the round's cap; values
+every coalition of the merged model's inputs by re-merging it and measuring the
+validation-loss reduction on its public validation set; pays this round's submitters by exact
+Shapley value (``rewards.score_round``, zero for a harmful contribution, total <= budget) under
+a Merkle root; stores the merged model and a round report; ``finalizeRound`` with the rewards
+tree's total (the rest of the budget returns to the pool). The report's CID is the
+``metricsHash`` on chain, so anyone can fetch it, rebuild the rewards tree and check the root
+and the total.
+
+A round that reaches its deadline with no submission is cancelled (its budget returns to the
+pool) and the next one opened; cancelled rounds do not count towards the plan's rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node, RetryLater
 from orchestrator.daemons.rewards import build_table, score_round
@@ -31,12 +39,14 @@ from orchestrator.errors import StorageError
 from orchestrator.storage import errors as serr
 from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 
-ROUND_NONE, ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED = 0, 1, 2, 3
+ROUND_NONE, ROUND_OPEN, ROUND_CLOSED, ROUND_FINALIZED, ROUND_CANCELLED = 0, 1, 2, 3, 4
 
 #: Fetch failures attributable to the submitter: these (and only these) reject on chain.
 #: (A sealed header bound to another org or round is a DecryptionError subclass.)
 SUBMITTER_FAULTS: tuple[type[StorageError], ...] = (
-    serr.DecryptionError, serr.AdapterValidationError, serr.InvalidCidError, serr.PayloadTooLargeError)
+    serr.DecryptionError, serr.BindingMismatchError, serr.AdapterValidationError, serr.InvalidCidError,
+    serr.PayloadTooLargeError,
+)
 
 
 def _local_fault(node: Node, cid: str | None, exc: StorageError) -> RetryLater:
@@ -52,10 +62,11 @@ def _local_fault(node: Node, cid: str | None, exc: StorageError) -> RetryLater:
 class RoundPlan:
     """What the aggregator runs: how many rounds, how long each stays open, what it pays."""
 
-    rounds: int = 2
+    rounds: int = 2  # finalized rounds to run (a cancelled, empty round does not count)
     duration_s: int = 3600
     reward_budget: int = 1000 * 10**18
     config: RoundConfig | None = None
+    max_samples: int = 1_000_000  # per-submission sample cap set at openRound
     #: contribution values: "auto" (exact Shapley for <= 10 inputs, Monte-Carlo above), "exact",
     #: "monte_carlo" or "leave_one_out"
     contribution_method: str = "auto"
@@ -65,6 +76,10 @@ class RoundPlan:
     reward_price: int | None = None
     min_members: int = 1  # no round opens with fewer members
     status_every_s: float = 60.0  # how often an open round logs whom it is waiting for
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_samples < 2**64:
+            raise ValueError(f"max_samples must be in 1..2**64-1, got {self.max_samples}")
 
 
 class AggregatorDaemon(Daemon):
@@ -104,12 +119,15 @@ class AggregatorDaemon(Daemon):
         members = int(self.node.contract("Membership").functions.memberCount().call())
         if state == ROUND_OPEN:
             now = self.node.w3.eth.get_block("latest")["timestamp"]
-            if num_submissions >= members or now >= deadline:
+            if num_submissions == 0 and now >= deadline:
+                self.cancel_round(count)
+            elif num_submissions >= members or now >= deadline:
                 self.node.send(rounds.functions.closeRound(count))
                 self.record("closed", round=count, submissions=num_submissions, members=members)
             elif self._status_due():
                 self._log_waiting(count, int(deadline) - int(now))
-        elif state == ROUND_FINALIZED and count < self.plan.rounds and self.plan.config is not None:
+        elif (state in (ROUND_FINALIZED, ROUND_CANCELLED) and self.plan.config is not None
+              and count - self.cancelled_rounds() < self.plan.rounds):
             if members >= self.plan.min_members:
                 self.open_round()
             elif self._status_due():
@@ -134,13 +152,23 @@ class AggregatorDaemon(Daemon):
                          self.name, round_id, len(missing), len(members), names, max(0, seconds_left))
         self.record("waiting", round=round_id, missing=missing, members=len(members), seconds_left=seconds_left)
 
+    def cancelled_rounds(self) -> int:
+        rounds = self.node.contract("Rounds")
+        return len(rounds.events.RoundCancelled().get_logs(from_block=self.node.protocol.manifest.first_block))
+
+    def cancel_round(self, round_id: int) -> None:
+        """An empty round: cancel it (its budget returns to the pool); periodic opens the next."""
+        self.node.send(self.node.contract("Rounds").functions.cancelRound(round_id))
+        self.record("cancelled", round=round_id)
+
     def open_round(self) -> int:
         assert self.plan.config is not None
         rounds = self.node.contract("Rounds")
         config_cid = self.node.store.add_bytes(self.plan.config.to_bytes())
         now = self.node.w3.eth.get_block("latest")["timestamp"]
         receipt = self.node.send(
-            rounds.functions.openRound(cid_to_bytes32(config_cid), now + self.plan.duration_s, self.plan.reward_budget)
+            rounds.functions.openRound(cid_to_bytes32(config_cid), now + self.plan.duration_s, self.plan.reward_budget,
+                                       self.plan.max_samples)
         )
         round_id = int(rounds.events.RoundOpened().process_receipt(receipt)[0]["args"]["roundId"])
         self.record("opened", round=round_id, config_cid=config_cid)
@@ -150,8 +178,12 @@ class AggregatorDaemon(Daemon):
     def on_round_closed(self, event: Any) -> None:
         rounds = self.node.contract("Rounds")
         round_id = int(event.args["roundId"])
-        if rounds.functions.getRound(round_id).call()[0] != ROUND_CLOSED:
-            return  # already finalized (a restart or duplicate delivery)
+        state, _deadline, num_submissions = rounds.functions.getRound(round_id).call()[:3]
+        if state != ROUND_CLOSED:
+            return  # already finalized or cancelled (a restart or duplicate delivery)
+        if num_submissions == 0:
+            self.cancel_round(round_id)
+            return
         config = self._config_of(round_id)
         started = time.perf_counter()
         rejected = self._verify_submissions(round_id)
@@ -191,7 +223,7 @@ class AggregatorDaemon(Daemon):
         }
         report_cid = modelbook.store_json(self.node, report)
         self.node.send(rounds.functions.finalizeRound(
-            round_id, cid_to_bytes32(merged.cid), table.root, cid_to_bytes32(report_cid)))
+            round_id, cid_to_bytes32(merged.cid), table.root, table.total, cid_to_bytes32(report_cid)))
         self.record("finalized", round=round_id, model_cid=merged.cid, report_cid=report_cid,
                     rejected=[r["org"] for r in rejected], val_perplexity=ppl, learning_seconds=learning_seconds)
 
@@ -201,14 +233,15 @@ class AggregatorDaemon(Daemon):
         return RoundConfig.from_bytes(self.node.store.cat(config_cid), f"round {round_id} config {config_cid}")
 
     def _verify_submissions(self, round_id: int) -> list[dict[str, str]]:
-        """Fetch and validate each submission of the round; reject the bad ones on chain."""
+        """Fetch and validate each submission of the round; reject the bad ones on chain.
+
+        A blob whose sealed header is bound to another org or round (a copied CID) fails here
+        with BindingMismatchError, a StorageError, and is rejected like any broken adapter.
+        """
         rounds = self.node.contract("Rounds")
-        logs = rounds.events.UpdateSubmitted().get_logs(
-            from_block=self.node.protocol.manifest.first_block, argument_filters={"roundId": round_id})
         rejected = []
-        for log in sorted(logs, key=lambda ev: ev["args"]["org"].lower()):
-            org = log["args"]["org"]
-            cid = bytes32_to_cid(bytes(log["args"]["adapterCid"]))
+        for sub in reader_for(self.node.protocol, self.node.confirmations).of_round(round_id):
+            org, cid = sub.org, sub.cid
             if rounds.functions.isRejected(round_id, org).call():
                 rejected.append({"org": org, "cid": cid, "reason": "rejected earlier"})
                 continue

@@ -96,11 +96,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--org", default=None, help="trainer: the org's BBC topic (its data)")
     d.add_argument("--data", default=None, help="trainer: a folder of .txt/.jsonl files instead of a topic")
     d.add_argument("--join", action="store_true", help="trainer: stake the minimum and join if not yet a member")
+    d.add_argument("--shards", type=int, default=1,
+                   help="trainer: SISA shards per adapter; > 1 lets the org answer its Samples-scope requests (default 1)")
     d.add_argument("--model", default="smollm2", help="aggregator: model of the rounds it opens (default smollm2)")
     d.add_argument("--rounds", type=int, default=1, help="aggregator: rounds to run (default 1)")
     d.add_argument("--steps", type=int, default=8, help="aggregator: training steps per round (default 8)")
     d.add_argument("--duration", type=int, default=3600, help="aggregator: seconds a round stays open")
     d.add_argument("--budget", type=float, default=1000.0, help="aggregator: reward budget per round in LLS")
+    d.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="aggregator: per-submission sample cap of the rounds it opens (default 1000000)")
     d.add_argument("--min-members", type=int, default=1, help="aggregator: members needed before a round opens (default 1)")
     d.add_argument("--status-every", type=float, default=60.0,
                    help="aggregator: seconds between 'waiting for X of N' lines while a round is open (default 60)")
@@ -206,7 +210,8 @@ def build_daemon(args: argparse.Namespace) -> Any:
             ensure_member(node, sealed.public_key(enc), name)
         from orchestrator.observability import progress_enabled
 
-        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=progress_enabled())
+        return TrainerDaemon(node, name, data.train, data.commitment(), enc, progress=progress_enabled(),
+                             shards=args.shards)
     if args.role in ("aggregator", "unlearner"):
         from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
         from orchestrator.daemons.roundconfig import RoundConfig
@@ -222,7 +227,8 @@ def build_daemon(args: argparse.Namespace) -> Any:
         config = RoundConfig(model=args.model, train=train.to_dict(),
                              aggregator_keys={k: v.hex() for k, v in keys.items()})
         plan = RoundPlan(rounds=args.rounds, duration_s=args.duration, reward_budget=int(args.budget * 10**18),
-                         config=config, min_members=args.min_members, status_every_s=args.status_every)
+                         config=config, max_samples=args.max_samples, min_members=args.min_members,
+                         status_every_s=args.status_every)
         return AggregatorDaemon(node, enc, plan, [t for v in val.values() for t in v])
     from orchestrator.daemons.relayer import RelayerDaemon
 

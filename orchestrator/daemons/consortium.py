@@ -14,6 +14,8 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from web3.logs import DISCARD
+
 from orchestrator.chain.contracts import Protocol, ProtocolParams, deploy_anchor, deploy_protocol
 from orchestrator.chain.tx import Transactor
 from orchestrator.daemons.base import Node
@@ -69,6 +71,18 @@ class Consortium:
 
 def send(w3: Web3, account: LocalAccount, fn: Any) -> Any:
     return Transactor(w3, account).transact(fn)
+
+
+def request_unlearning(w3: Web3, protocol: Protocol, account: LocalAccount, org: str, scope: int,
+                       target: bytes = b"\x00" * 32, reason_hash: bytes = b"\x01" * 32) -> int:
+    """Approve the request bond and ask for unlearning from ``account``; returns the request id."""
+    unlearning = protocol.contract("Unlearning")
+    tx = Transactor(w3, account)
+    bond = int(unlearning.functions.requestBond().call())
+    if bond:
+        tx.transact(protocol.contract("LedgerToken").functions.approve(unlearning.address, bond))
+    receipt = tx.transact(unlearning.functions.requestUnlearning(org, scope, target, reason_hash))
+    return int(unlearning.events.UnlearningRequested().process_receipt(receipt, errors=DISCARD)[0]["args"]["requestId"])
 
 
 def onboard(

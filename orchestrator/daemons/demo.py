@@ -27,7 +27,7 @@ from orchestrator.chain.connection import connect, funded_accounts
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
 from orchestrator.daemons.base import Daemon
-from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium, send
+from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium, request_unlearning
 from orchestrator.daemons.rewards import rewards_settled, round_report
 from orchestrator.daemons.relayer import RelayerDaemon, record_of, verify_batch
 from orchestrator.daemons.roundconfig import RoundConfig
@@ -226,9 +226,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
         progress.update(bar, advance=1, description=f"{cfg.unlearn} requests unlearning")
         unlearning = cons.protocol.contract("Unlearning")
         forgotten = cons.orgs[cfg.unlearn]
-        receipt = send(cons.private, forgotten.account, unlearning.functions.requestUnlearning(
-            forgotten.address, SCOPE_ORG, b"\x00" * 32, b"\x01" * 32))
-        request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt)[0]["args"]["requestId"])
+        request_id = request_unlearning(cons.private, cons.protocol, forgotten.account, forgotten.address, SCOPE_ORG)
         drive(daemons, lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED,
               on_tick=on_tick)
         progress.update(bar, advance=1, description="auditor re-derives the unlearned model")

@@ -22,6 +22,9 @@ from web3 import Web3
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.merkle import MerkleTree, leaf_hash
 
+#: The ABI types of an anchored record: (source chain id, block, tx hash, log index, contract, event digest).
+RECORD_TYPES = ("uint256", "uint256", "bytes32", "uint256", "address", "bytes32")
+
 #: The private-chain contracts whose events are anchored.
 ANCHORED_CONTRACTS = ("Rounds", "Unlearning", "ContributionRegistry", "Membership", "Staking")
 
@@ -36,12 +39,16 @@ class Record:
     address: str
     event_digest: str  # keccak256(abi.encode(topics, data)) of the raw log
 
+    def _values(self, chain_id: int) -> list[Any]:
+        return [chain_id, self.block_number, bytes.fromhex(self.tx_hash.removeprefix("0x")), self.log_index,
+                Web3.to_checksum_address(self.address), bytes.fromhex(self.event_digest.removeprefix("0x"))]
+
+    def encoded(self, chain_id: int) -> bytes:
+        """The ABI-encoded record ``PublicAnchor.verify`` takes (it hashes the leaf itself)."""
+        return abi_encode(list(RECORD_TYPES), self._values(chain_id))
+
     def leaf(self, chain_id: int) -> bytes:
-        return leaf_hash(
-            ["uint256", "uint256", "bytes32", "uint256", "address", "bytes32"],
-            [chain_id, self.block_number, bytes.fromhex(self.tx_hash.removeprefix("0x")), self.log_index,
-             Web3.to_checksum_address(self.address), bytes.fromhex(self.event_digest.removeprefix("0x"))],
-        )
+        return leaf_hash(list(RECORD_TYPES), self._values(chain_id))
 
 
 def record_of(log: Mapping[str, Any]) -> Record:
@@ -80,6 +87,8 @@ class RelayerDaemon(Daemon):
         last = int(anchor.functions.lastToBlock(chain_id).call())
         start = last + 1 if last else self.node.protocol.manifest.first_block
         head = int(self.node.w3.eth.block_number) - self.node.confirmations
+        # PublicAnchor refuses a range longer than maxRange: anchor a long backlog in pieces.
+        head = min(head, start + int(anchor.functions.maxRange().call()) - 1)
         if head - start + 1 < self.min_blocks:
             return None
         addresses = [self.node.contract(n).address for n in ANCHORED_CONTRACTS if n in self.node.protocol]
@@ -99,7 +108,8 @@ class RelayerDaemon(Daemon):
             "to_block": head,
             "root": "0x" + tree.root.hex(),
             "records": [
-                vars(r) | {"leaf": "0x" + leaf.hex(), "proof": ["0x" + p.hex() for p in tree.proof(leaf)]}
+                vars(r) | {"leaf": "0x" + leaf.hex(), "record": "0x" + r.encoded(chain_id).hex(),
+                           "proof": ["0x" + p.hex() for p in tree.proof(leaf)]}
                 for r, leaf in zip(records, leaves)
             ],
         }
@@ -110,11 +120,16 @@ class RelayerDaemon(Daemon):
 
 
 def verify_batch(public_anchor: Any, batch: Mapping[str, Any]) -> tuple[int, int]:
-    """Check every record of a batch against the public chain; return (verified, total)."""
+    """Check every record of a batch against the public chain; return (verified, total).
+
+    The contract hashes each record into its leaf itself, so a proof for an internal node of the
+    tree can no longer pass as a record's.
+    """
     ok = 0
+    chain_id = int(batch["source_chain_id"])
     for rec in batch["records"]:
         proof = [bytes.fromhex(p.removeprefix("0x")) for p in rec["proof"]]
-        leaf = bytes.fromhex(rec["leaf"].removeprefix("0x"))
-        if public_anchor.functions.verify(int(batch["anchor_id"]), leaf, proof).call():
+        record = Record(**{k: rec[k] for k in Record.__dataclass_fields__})
+        if public_anchor.functions.verify(int(batch["anchor_id"]), record.encoded(chain_id), proof).call():
             ok += 1
     return ok, len(batch["records"])

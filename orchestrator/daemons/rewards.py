@@ -20,6 +20,11 @@ class RewardTable:
     tree: MerkleTree | None
 
     @property
+    def total(self) -> int:
+        """What the tree pays in all: ``finalizeRound``'s ``rewardsTotal`` (<= the budget)."""
+        return sum(self.amounts.values())
+
+    @property
     def root(self) -> bytes:
         return self.tree.root if self.tree is not None else b"\x00" * 32
 

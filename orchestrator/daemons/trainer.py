@@ -1,13 +1,22 @@
 """Trainer daemon: one per organisation, acting from the organisation's own wallet.
 
 - ``RoundOpened``: fetch the round config by its on-chain CID, train this org's adapter on its
-  private data, seal it for the aggregators (and the org itself), store it, ``submitUpdate``.
+  private data, seal it for the aggregators (and the org itself) bound to this org and round,
+  store it, ``submitUpdate`` (the sample count clipped to the round's cap).
 - ``RoundFinalized``: fetch the round report by the ``metricsHash`` CID, rebuild the rewards tree
-  from its leaves, check the root against the chain, ``claimReward`` with the proof.
+  from its leaves, check the root against the chain, ``claimReward`` with the proof (within the
+  claim window; a rejected submission earns nothing).
+- ``UnlearningRequested`` (Samples scope, this org): only the org holds its data, so its trainer
+  answers. With ``shards > 1`` (SISA) each round's adapter is one adapter per shard, stacked;
+  removing samples retrains only the shards that held them (``unlearn_samples``) and
+  ``replaceContribution`` puts the new adapter, its sample count and the data commitment of
+  the remaining samples on chain, for every live round that used the samples (oldest first,
+  so the contribution in the merge is replaced last and the executor then re-merges).
+  :meth:`TrainerDaemon.request_sample_removal` is how the org asks (it posts the bond).
 
-In isolated mode an org continues its own adapter from round to round; in collaborative mode
-it starts from the latest merged model. Every handler first checks the chain, so a restart
-never submits or claims twice.
+In isolated mode an org continues its own latest live adapter from round to round (SISA mode
+trains each round from the base model); in collaborative mode it starts from the latest merged
+model. Every handler first checks the chain, so a restart never submits or claims twice.
 """
 
 from __future__ import annotations
@@ -18,16 +27,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from web3.logs import DISCARD
+
+from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.daemons.rewards import RewardTable
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.errors import DaemonError
+from orchestrator.merkle import data_commitment as merkle_data_commitment
 from orchestrator.storage import adapters as sealed
 from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 
 ROUND_OPEN = 1
 ROUND_FINALIZED = 3
+SCOPE_SAMPLES = 2
 
 
 class TrainerDaemon(Daemon):
@@ -43,27 +57,36 @@ class TrainerDaemon(Daemon):
         *,
         progress: bool = False,
         name: str | None = None,
+        shards: int = 1,
         policy: Any = None,
     ) -> None:
         if not texts:
             raise DaemonError(f"trainer {org_name}: no training texts; give the org a data folder")
+        if shards < 1:
+            raise DaemonError(f"trainer {org_name}: shards must be >= 1, got {shards}")
         self.org_name = org_name
-        self.texts = texts
-        self.data_commitment = data_commitment
         self.encryption_key = encryption_key
         self.progress = progress
+        self.shards = shards
         #: decides per round whether (and how much) to train, e.g. agents.policy.QLearningPolicy
         self.policy = policy
         super().__init__(node, name or f"trainer-{org_name}")
         self.adapters_dir = node.state_dir / "adapters"
+        self.forget_dir = node.state_dir / "forget"
+        # Samples removed earlier (persisted) never come back into training after a restart.
+        removed = self._removed()
+        self.texts = [t for t in texts if t not in removed]
+        self.data_commitment = data_commitment if not removed else merkle_data_commitment(self.texts)
 
     def subscriptions(self) -> list[tuple[Any, str]]:
         rounds = self.node.contract("Rounds")
-        return [(rounds, "RoundOpened"), (rounds, "RoundFinalized")]
+        return [(rounds, "RoundOpened"), (rounds, "RoundFinalized"),
+                (self.node.contract("Unlearning"), "UnlearningRequested")]
 
     def handlers(self) -> Mapping[str, Handler]:
         finalized = self.on_round_finalized if self.policy is None else self._finalized_then_learn
-        return {"RoundOpened": self.on_round_opened, "RoundFinalized": finalized}
+        return {"RoundOpened": self.on_round_opened, "RoundFinalized": finalized,
+                "UnlearningRequested": self.on_unlearning_requested}
 
     # -- round opened -----------------------------------------------------------------------
     def on_round_opened(self, event: Any) -> None:
@@ -88,35 +111,40 @@ class TrainerDaemon(Daemon):
             if train_cfg is None:
                 return
         out_dir = self.adapters_dir / f"round-{round_id}"
-        init = self._init_adapter(config, round_id)
         learning_started = time.perf_counter()
-        result = train_adapter(config.model, self.texts, train_cfg, out_dir, init_adapter=init, progress=self.progress)
+        if self.shards > 1:
+            result = self._train_sisa(config, train_cfg, out_dir)
+        else:
+            init = self._init_adapter(config, round_id)
+            result = train_adapter(config.model, self.texts, train_cfg, out_dir, init_adapter=init,
+                                   progress=self.progress)
         learning_seconds = time.perf_counter() - learning_started
         recipients = config.recipient_keys()
         recipients[me.lower()] = sealed.public_key(self.encryption_key)
-        cid = sealed.store_adapter(self.node.store, result.adapter_dir, recipients)
+        # Bound to this org and round (authenticated header): a copy submitted by anyone else
+        # is rejected by the aggregator.
+        cid = sealed.store_adapter(self.node.store, result.adapter_dir, recipients,
+                                   context=modelbook.binding(self.node, round_id, me))
+        # The round counts at most maxSamples per submission; reporting more would revert.
+        samples = modelbook.clipped(int(result.num_samples), int(event.args.get("maxSamples", 0)))
         self.node.send(
-            rounds.functions.submitUpdate(round_id, cid_to_bytes32(cid), int(result.num_samples), self.data_commitment)
+            rounds.functions.submitUpdate(round_id, cid_to_bytes32(cid), samples, self.data_commitment)
         )
         (self.adapters_dir / "latest.json").write_text(json.dumps({"round": round_id, "cid": cid}))
-        self.record("submitted", round=round_id, cid=cid, samples=int(result.num_samples), loss=result.final_loss,
+        self.record("submitted", round=round_id, cid=cid, samples=samples, loss=result.final_loss,
                     learning_seconds=learning_seconds)
 
     def _init_adapter(self, config: RoundConfig, round_id: int) -> Path | None:
         if config.mode == "collaborative":
             return self._latest_merged_model()
-        latest = self.adapters_dir / "latest.json"
-        if not latest.exists():
+        # Continue our own latest live adapter: not a rejected or revoked one, nor one that
+        # descends from a removed round (then we continue its ancestor, or start from the base).
+        mine = modelbook.live_input(self.node, self.node.address, up_to_round=round_id - 1)
+        if mine is None:
             return None
-        info = json.loads(latest.read_text())
-        if int(info["round"]) >= round_id:
-            return None
-        # Our own previous adapter, unless it was revoked (then we start again from the base).
-        registry = self.node.contract("ContributionRegistry")
-        if registry.functions.isRevoked(int(info["round"]), self.node.address).call():
-            return None
-        return modelbook.fetch_cached(self.node, info["cid"], self.encryption_key,
-                                      self.adapters_dir / f"round-{info['round']}")
+        return modelbook.fetch_cached(self.node, mine.adapter_cid, self.encryption_key,
+                                      self.adapters_dir / f"round-{mine.round}-{mine.adapter_cid}",
+                                      modelbook.binding(self.node, mine.round, self.node.address))
 
     def _latest_merged_model(self) -> Path | None:
         registry = self.node.contract("ContributionRegistry")
@@ -134,7 +162,11 @@ class TrainerDaemon(Daemon):
         me = self.node.address
         if not rounds.functions.hasSubmitted(round_id, me).call():
             return
-        if rounds.functions.hasClaimed(round_id, me).call():
+        if rounds.functions.hasClaimed(round_id, me).call() or rounds.functions.isRejected(round_id, me).call():
+            return
+        claim_deadline = int(rounds.functions.roundTerms(round_id).call()[2])
+        if claim_deadline and self.node.w3.eth.get_block("latest")["timestamp"] > claim_deadline:
+            self.record("claim-window-closed", round=round_id)
             return
         report_cid = bytes32_to_cid(bytes(event.args["metricsHash"]))
         report = json.loads(self.node.store.cat(report_cid))
@@ -186,3 +218,128 @@ class TrainerDaemon(Daemon):
         reward = self.policy.settle(round_id, amount, share, improvement, free_stake=self._free_stake())
         if reward is not None:
             self.record("learned", round=round_id, reward=reward, tokens=amount, share=share, improvement=improvement)
+
+    # -- SISA training and sample-level unlearning -------------------------------------------------
+    def _train_sisa(self, config: RoundConfig, train_cfg: Any, out_dir: Path) -> Any:
+        """One adapter per shard, stacked; the shard layout is kept to retrain shards later."""
+        from orchestrator.learning.api import TrainResult, train_sharded
+
+        sharded = train_sharded(config.model, self.texts, train_cfg, out_dir / "sisa", shards=self.shards,
+                                progress=self.progress)
+        _save_sisa(out_dir / "sisa.json", sharded)
+        return TrainResult(adapter_dir=sharded.merged, num_samples=sharded.num_samples, final_loss=float("nan"),
+                           tokens=0, seconds=sharded.train_seconds)
+
+    def request_sample_removal(self, samples: list[str], reason_hash: bytes = b"\x00" * 32) -> int:
+        """Ask for these samples of our own data to be forgotten (posting the request bond).
+
+        The target is the Merkle root of the samples (as the data commitment is built); the
+        samples themselves stay in this org's state folder, which is how our own handler knows
+        what to retrain when the request comes back as an event.
+        """
+        unknown = [t[:40] for t in samples if t not in self.texts]
+        if not samples or unknown:
+            raise DaemonError(f"trainer {self.org_name}: can only forget samples it trains on; unknown: {unknown}")
+        root = merkle_data_commitment(samples)
+        self.forget_dir.mkdir(parents=True, exist_ok=True)
+        (self.forget_dir / f"{root.hex()}.json").write_text(json.dumps(sorted(set(samples))))
+        unlearning = self.node.contract("Unlearning")
+        bond = int(unlearning.functions.requestBond().call())
+        if bond:
+            self.node.send(self.node.contract("LedgerToken").functions.approve(unlearning.address, bond))
+        receipt = self.node.send(unlearning.functions.requestUnlearning(self.node.address, SCOPE_SAMPLES, root,
+                                                                        reason_hash))
+        request_id = int(unlearning.events.UnlearningRequested().process_receipt(receipt, errors=DISCARD)[0]["args"]["requestId"])
+        self.record("requested-sample-removal", request=request_id, samples=len(samples), target=root.hex())
+        return request_id
+
+    def on_unlearning_requested(self, event: Any) -> None:
+        unlearning = self.node.contract("Unlearning")
+        request_id = int(event.args["requestId"])
+        org, scope, state = unlearning.functions.getRequest(request_id).call()[:3]
+        if scope != SCOPE_SAMPLES or org.lower() != self.node.address.lower() or state not in (1, 2):
+            return
+        target = bytes(event.args["target"])
+        path = self.forget_dir / f"{target.hex()}.json"
+        if not path.exists():
+            self.record("cannot-answer", request=request_id, reason="the samples of this target are not known here")
+            return
+        samples = json.loads(path.read_text())
+        if merkle_data_commitment(samples) != target:
+            raise DaemonError(f"request {request_id}: {path} does not hash to the requested target {target.hex()}")
+        if self.shards <= 1:
+            self.record("cannot-answer", request=request_id, reason="sample removal needs SISA training (shards > 1)")
+            return
+        self._forget(samples)  # future rounds never see these samples again
+        reader = reader_for(self.node.protocol, self.node.confirmations)
+        rounds = self.node.contract("Rounds")
+        registry = self.node.contract("ContributionRegistry")
+        removing = set(samples)
+        for sub in reader.of_org(self.node.address):
+            r = sub.round_id
+            if any(h.kind == "replaced" and h.request_id == request_id for h in reader.history(r, sub.org)):
+                continue  # answered before a restart
+            if rounds.functions.isRejected(r, sub.org).call() or registry.functions.isRevoked(r, sub.org).call():
+                continue
+            state_file = self.adapters_dir / f"round-{r}" / "sisa.json"
+            if not state_file.exists():
+                continue  # not trained here in SISA mode
+            sharded = _load_sisa(state_file)
+            held = [t for t in removing if sharded.shard_of(t) is not None]
+            if not held:
+                continue
+            self._replace(request_id, r, sharded, held)
+
+    def _replace(self, request_id: int, round_id: int, sharded: Any, held: list[str]) -> None:
+        from orchestrator.learning.api import TrainConfig, unlearn_samples
+
+        rounds = self.node.contract("Rounds")
+        config_cid = bytes32_to_cid(bytes(rounds.functions.getRound(round_id).call()[3]))
+        config = RoundConfig.from_bytes(self.node.store.cat(config_cid), f"round {round_id} config {config_cid}")
+        train_cfg = TrainConfig.from_dict(config.train).for_round(round_id - 1)
+        out = self.adapters_dir / f"round-{round_id}" / f"sisa-req-{request_id}"
+        result = unlearn_samples(config.model, sharded, held, train_cfg, out, progress=self.progress)
+        new = result.sharded
+        remaining = [t for texts in new.shard_texts for t in texts]
+        recipients = config.recipient_keys()
+        recipients[self.node.address.lower()] = sealed.public_key(self.encryption_key)
+        cid = sealed.store_adapter(self.node.store, new.merged, recipients,
+                                   context=modelbook.binding(self.node, round_id, self.node.address))
+        samples = modelbook.clipped(new.num_samples, modelbook.round_cap(self.node, round_id))
+        self.node.send(self.node.contract("Unlearning").functions.replaceContribution(
+            request_id, round_id, cid_to_bytes32(cid), samples, merkle_data_commitment(remaining)))
+        _save_sisa(self.adapters_dir / f"round-{round_id}" / "sisa.json", new)
+        self.record("replaced", request=request_id, round=round_id, cid=cid, samples=samples,
+                    retrained_shards=new.retrained_shards, seconds=result.seconds)
+
+    def _removed(self) -> set[str]:
+        path = self.node.state_dir / "removed-samples.json"
+        return set(json.loads(path.read_text())) if path.exists() else set()
+
+    def _forget(self, samples: list[str]) -> None:
+        removed = self._removed() | set(samples)
+        path = self.node.state_dir / "removed-samples.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(removed)))
+        tmp.replace(path)
+        self.texts = [t for t in self.texts if t not in removed]
+        if not self.texts:
+            raise DaemonError(f"trainer {self.org_name}: removing these samples leaves no data; request Org scope")
+        self.data_commitment = merkle_data_commitment(self.texts)
+
+
+def _save_sisa(path: Path, sharded: Any) -> None:
+    """The org's private SISA layout (which texts in which shard, where each shard's adapter is)."""
+    doc = {"shard_texts": sharded.shard_texts, "shard_dirs": [str(d) for d in sharded.shard_dirs],
+           "merged": str(sharded.merged), "num_samples": sharded.num_samples}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+
+
+def _load_sisa(path: Path) -> Any:
+    from orchestrator.learning.api import ShardedAdapter
+
+    doc = json.loads(path.read_text())
+    return ShardedAdapter(shard_texts=doc["shard_texts"], shard_dirs=[Path(d) for d in doc["shard_dirs"]],
+                          merged=Path(doc["merged"]), num_samples=int(doc["num_samples"]))

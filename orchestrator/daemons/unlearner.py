@@ -1,20 +1,32 @@
-"""Unlearning executor: turns an ``UnlearningRequested`` event into a verified receipt.
+"""Unlearning executor: turns an unlearning request into a verified receipt.
 
 Org scope (isolated mode, the default): the new model is the exact re-merge of every other
-member's latest valid adapter; with fixed seeds it is bit-identical to a consortium in which
+member's latest live adapter; with fixed seeds it is bit-identical to a consortium in which
 the org never took part, and anyone can re-derive it from the remaining adapters' CIDs.
-Round scope: the org's contribution of that round and its later ones (which descend from it)
-are dropped. The receipt carries the new model CID, the Merkle root of the removed
-contributions and the CID of a verification report (perplexity on the forgotten org's public
-validation texts and on the others', before and after) as ``metricsHash``.
+Round scope (round r): the org's contribution of round r and every later one (they descend from
+it) are dropped; the org's latest adapter from before r, if any, stays in the merge. The
+receipt carries the new model CID, the Merkle root of the removed contributions and the CID of
+a verification report (perplexity on the forgotten org's public validation texts and on the
+others', before and after) as ``metricsHash``.
+
+Before acknowledging (which locks stake and makes the executor answerable) it decides whether
+it can answer: the request must still have something live (else it closes the request without
+a slash: ``closeRequest``), and every adapter of the new merge must fetch, open and validate.
+Samples scope is never acknowledged: the org's own trainer answers it by replacing its
+contribution(s) (``replaceContribution``); once the org's contribution in the merge is a
+replacement for the request, the executor re-merges and completes. Pending requests whose
+target has nothing live left (e.g. a Round request overtaken by an Org request) are closed.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.daemons.roundconfig import RoundConfig
@@ -23,11 +35,27 @@ from orchestrator.merkle import MerkleTree, leaf_hash
 from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
 
 SCOPE_ORG, SCOPE_ROUND, SCOPE_SAMPLES = 0, 1, 2
-REQ_NONE, REQ_REQUESTED, REQ_ACKNOWLEDGED, REQ_COMPLETED, REQ_SLASHED = 0, 1, 2, 3, 4
+(REQ_NONE, REQ_REQUESTED, REQ_ACKNOWLEDGED, REQ_COMPLETED, REQ_SLASHED, REQ_CLOSED, REQ_VOIDED,
+ REQ_EXPIRED) = range(8)
+PENDING_STATES = (REQ_REQUESTED, REQ_ACKNOWLEDGED)
 
 
 def removed_leaf(org: str, round_id: int, adapter_cid: str) -> bytes:
     return leaf_hash(["address", "uint256", "bytes32"], [org, round_id, cid_to_bytes32(adapter_cid)])
+
+
+@dataclass
+class Plan:
+    """What answering a request takes: the merge before, the merge after, what is removed."""
+
+    before: list[modelbook.Input]
+    after: list[modelbook.Input]
+    removed: list[modelbook.Input]
+    dirs: dict[tuple[str, int, str], Path]  # (org, round, CID) -> adapter folder, for every input
+
+    def folders(self, inputs: list[modelbook.Input]) -> dict[str, Path]:
+        """org -> adapter folder of a merge's inputs (one per org)."""
+        return {i.org: self.dirs[_key(i)] for i in inputs}
 
 
 class UnlearningDaemon(Daemon):
@@ -51,70 +79,129 @@ class UnlearningDaemon(Daemon):
         self.eval_texts = dict(eval_texts)  # org address -> public validation texts of its topic
         super().__init__(node, name or "unlearner")
         self.work = node.state_dir / "unlearner"
+        self._settled_below = 1  # requests below this id are final (periodic scans from here)
 
     def subscriptions(self) -> list[tuple[Any, str]]:
-        return [(self.node.contract("Unlearning"), "UnlearningRequested")]
+        unlearning = self.node.contract("Unlearning")
+        return [(unlearning, "UnlearningRequested"), (unlearning, "ContributionReplaced")]
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {"UnlearningRequested": self.on_requested}
+        return {"UnlearningRequested": self.on_requested, "ContributionReplaced": self.on_replaced}
 
+    # -- Org / Round scope ------------------------------------------------------------------
     def on_requested(self, event: Any) -> None:
         unlearning = self.node.contract("Unlearning")
         request_id = int(event.args["requestId"])
         org, scope, state = unlearning.functions.getRequest(request_id).call()[:3]
-        if state in (REQ_COMPLETED, REQ_SLASHED):
+        if state not in PENDING_STATES:
             return
+        if scope == SCOPE_SAMPLES:
+            # Only the org holds the data: its trainer replaces the contribution(s); we complete
+            # on ContributionReplaced. Never acknowledged, so never slashable against us.
+            self.record("awaiting-replacement", request=request_id, org=org)
+            return
+        if not unlearning.functions.hasLiveTarget(request_id).call():
+            self._close(request_id, "nothing live left")
+            return
+        from_round = 1 if scope == SCOPE_ORG else int.from_bytes(bytes(event.args["target"]), "big")
+        started = time.perf_counter()
+        plan = self._plan(request_id, org, from_round)  # raises (no acknowledgement) if we cannot answer
         if state == REQ_REQUESTED:
             self.node.send(unlearning.functions.acknowledge(request_id))
-        if scope == SCOPE_SAMPLES:
-            raise DaemonError(
-                f"request {request_id}: sample-level removal is retrained by the org's own trainer "
-                "(it alone holds the data); the executor handles Org and Round scope"
-            )
-        started = time.perf_counter()
+            self.record("acknowledged", request=request_id, org=org)
+        self._complete(request_id, org, plan, started)
+
+    def _plan(self, request_id: int, org: str, from_round: int) -> Plan:
         before = modelbook.current_inputs(self.node)
-        if scope == SCOPE_ORG:
-            removed = [i for i in before if i.org.lower() == org.lower()]
-            removed += self._earlier_contributions(org, exclude={i.round for i in removed})
-            after = [i for i in before if i.org.lower() != org.lower()]
-        else:
-            round_id = int.from_bytes(bytes(event.args["target"]), "big")
-            removed = self._contributions_from(org, round_id)
-            after = [i for i in before if not (i.org.lower() == org.lower() and i.round >= round_id)]
+        after = modelbook.current_inputs(self.node, removing=(org, from_round))
+        removed = self._live_contributions(org, from_round)
         if not removed:
-            raise DaemonError(f"request {request_id}: {org} has no contribution to remove")
+            raise DaemonError(f"request {request_id}: {org} has no live contribution from round {from_round}")
+        if not after:
+            raise DaemonError(f"request {request_id}: removing {org} leaves no contribution to merge; "
+                              "the governor should judge the request (the base model is the answer)")
+        return Plan(before, after, removed, self._fetch(before, after))
+
+    def _fetch(self, *merges: list[modelbook.Input]) -> dict[tuple[str, int, str], Path]:
+        return {_key(i): modelbook.fetch_input(self.node, i, self.encryption_key, self.work / "adapters")
+                for i in _union(*merges)}
+
+    def _live_contributions(self, org: str, from_round: int) -> list[modelbook.Input]:
+        """Every live (not rejected, not revoked) contribution of ``org`` from ``from_round`` on."""
+        rounds = self.node.contract("Rounds")
+        registry = self.node.contract("ContributionRegistry")
+        return [
+            modelbook.Input(sub.org, sub.round_id, sub.cid, sub.num_samples)
+            for sub in reader_for(self.node.protocol, self.node.confirmations).of_org(org)
+            if sub.round_id >= from_round and not rounds.functions.isRejected(sub.round_id, org).call()
+            and not registry.functions.isRevoked(sub.round_id, org).call()
+        ]
+
+    def _complete(self, request_id: int, org: str, plan: Plan, started: float) -> None:
+        unlearning = self.node.contract("Unlearning")
         recipients = modelbook.merge_recipients(self.node, self.aggregator_keys)
-        dirs_before = modelbook.fetch_inputs(self.node, before, self.encryption_key, self.work / "adapters")
-        dirs_after = {o: d for o, d in dirs_before.items() if o in {i.org for i in after}}
-        merged = modelbook.merge_and_store(self.node, after, dirs_after, recipients, self.work / f"merged-req-{request_id}")
+        merged = modelbook.merge_and_store(self.node, plan.after, plan.folders(plan.after), recipients,
+                                           self.work / f"merged-req-{request_id}")
         seconds = time.perf_counter() - started
-        report = self._verification(request_id, org, before, removed, dirs_before, merged, seconds)
+        report = self._verification(request_id, org, plan, merged, seconds)
         report_cid = modelbook.store_json(self.node, report)
-        tree = MerkleTree.build([removed_leaf(i.org, i.round, i.adapter_cid) for i in removed])
+        tree = MerkleTree.build([removed_leaf(i.org, i.round, i.adapter_cid) for i in plan.removed])
         self.node.send(unlearning.functions.completeUnlearning(
             request_id, cid_to_bytes32(merged.cid), tree.root, cid_to_bytes32(report_cid)))
         self.record("unlearned", request=request_id, org=org, model_cid=merged.cid, report_cid=report_cid,
                     seconds=seconds)
 
-    def _contributions_from(self, org: str, round_id: int) -> list[modelbook.Input]:
-        rounds = self.node.contract("Rounds")
-        registry = self.node.contract("ContributionRegistry")
-        out = []
-        for r in sorted(int(x) for x in rounds.functions.contributionsOf(org).call()):
-            if r >= round_id and not registry.functions.isRevoked(r, org).call():
-                cid, n = registry.functions.getContribution(r, org).call()[:2]
-                out.append(modelbook.Input(org, r, bytes32_to_cid(bytes(cid)), int(n)))
-        return out
+    # -- Samples scope: complete after the org's replacement -------------------------------------
+    def on_replaced(self, event: Any) -> None:
+        unlearning = self.node.contract("Unlearning")
+        request_id, round_id, org = int(event.args["requestId"]), int(event.args["roundId"]), event.args["org"]
+        if unlearning.functions.getRequest(request_id).call()[2] not in PENDING_STATES:
+            return
+        current = modelbook.live_input(self.node, org)
+        reader = reader_for(self.node.protocol, self.node.confirmations)
+        if current is None or current.round != round_id:
+            # The org replaces its affected rounds oldest first; its contribution in the merge
+            # (the latest live one) comes last, and that is when the model changes.
+            self.record("replacement-seen", request=request_id, org=org, round=round_id)
+            return
+        started = time.perf_counter()
+        after = modelbook.current_inputs(self.node)
+        removed = []
+        for sub in reader.of_org(org):
+            history = reader.history(sub.round_id, org)
+            for old, new in zip(history, history[1:]):
+                if new.kind == "replaced" and new.request_id == request_id:
+                    removed.append(modelbook.Input(org, old.round_id, old.cid, modelbook.clipped(
+                        old.num_samples, modelbook.round_cap(self.node, old.round_id))))
+        before = [next((i for i in removed if i.round == round_id), current) if i.org == org else i for i in after]
+        self._complete(request_id, org, Plan(before, after, removed, self._fetch(before, after)), started)
 
-    def _earlier_contributions(self, org: str, exclude: set[int]) -> list[modelbook.Input]:
-        return [i for i in self._contributions_from(org, 0) if i.round not in exclude]
+    # -- housekeeping -----------------------------------------------------------------------
+    def periodic(self) -> None:
+        """Close pending requests whose target has nothing live left (no slash, bond refunded)."""
+        unlearning = self.node.contract("Unlearning")
+        count = int(unlearning.functions.requestCount().call())
+        all_final = True
+        for request_id in range(self._settled_below, count + 1):
+            state = unlearning.functions.getRequest(request_id).call()[2]
+            if state not in PENDING_STATES:
+                if all_final:
+                    self._settled_below = request_id + 1
+                continue
+            all_final = False
+            if not unlearning.functions.hasLiveTarget(request_id).call():
+                self._close(request_id, "nothing live left")
 
-    def _verification(self, request_id: int, org: str, before: list[modelbook.Input],
-                      removed: list[modelbook.Input], dirs_before: dict, merged: modelbook.MergedModel, seconds: float) -> dict[str, Any]:
+    def _close(self, request_id: int, reason: str) -> None:
+        self.node.send(self.node.contract("Unlearning").functions.closeRequest(request_id))
+        self.record("closed-request", request=request_id, reason=reason)
+
+    def _verification(self, request_id: int, org: str, plan: Plan, merged: modelbook.MergedModel,
+                      seconds: float) -> dict[str, Any]:
         from orchestrator.learning.api import evaluate_perplexity
 
         config = self._latest_config()
-        before_dir = modelbook.stack(before, dirs_before, self.work / f"before-req-{request_id}")
+        before_dir = modelbook.stack(plan.before, plan.folders(plan.before), self.work / f"before-req-{request_id}")
         perplexity: dict[str, dict[str, float]] = {}
         for member, texts in sorted(self.eval_texts.items()):
             if not texts:
@@ -130,7 +217,7 @@ class UnlearningDaemon(Daemon):
             "request": request_id,
             "org": org,
             **merged.describe(),
-            "removed": [vars(i) for i in removed],
+            "removed": [vars(i) for i in plan.removed],
             "perplexity": perplexity,
             "unlearning_seconds": seconds,
         } | self._evidence(org, config, before_dir, merged)
@@ -151,3 +238,15 @@ class UnlearningDaemon(Daemon):
         count = int(rounds.functions.roundCount().call())
         config_cid = bytes32_to_cid(bytes(rounds.functions.getRound(count).call()[3]))
         return RoundConfig.from_bytes(self.node.store.cat(config_cid), f"round {count} config {config_cid}")
+
+
+def _key(item: modelbook.Input) -> tuple[str, int, str]:
+    return (item.org, item.round, item.adapter_cid)
+
+
+def _union(*lists: list[modelbook.Input]) -> list[modelbook.Input]:
+    seen: dict[tuple[str, int, str], modelbook.Input] = {}
+    for items in lists:
+        for item in items:
+            seen.setdefault(_key(item), item)
+    return list(seen.values())

@@ -140,11 +140,14 @@ def round_config(cfg: SplitTrainConfig, spec: str, cons: Consortium) -> Any:
 
 def submit_adapter(node: Any, round_id: int, adapter_dir: Path, recipients: dict[str, bytes],
                    num_samples: int, commitment: bytes) -> str:
-    """Seal ``adapter_dir`` for ``recipients``, store it, ``submitUpdate`` from ``node``."""
+    """Seal ``adapter_dir`` for ``recipients`` (bound to this org and round), store it,
+    ``submitUpdate`` from ``node``."""
+    from orchestrator.daemons.modelbook import binding
     from orchestrator.storage import adapters as sealed
     from orchestrator.storage.cid import cid_to_bytes32
 
-    cid = sealed.store_adapter(node.store, adapter_dir, recipients)
+    cid = sealed.store_adapter(node.store, adapter_dir, recipients,
+                               context=binding(node, round_id, node.address))
     rounds = node.contract("Rounds")
     node.send(rounds.functions.submitUpdate(round_id, cid_to_bytes32(cid), num_samples,
                                             commitment))
@@ -208,17 +211,14 @@ def run_split_round(
 
 def forget(ledger: SplitLedger, name: str) -> dict[str, Any]:
     """The org ``name`` asks (from its own wallet) to be forgotten; the executor answers."""
-    from orchestrator.daemons.consortium import send
+    from orchestrator.daemons.consortium import request_unlearning
     from orchestrator.daemons.demo import drive
     from orchestrator.daemons.unlearner import REQ_COMPLETED, SCOPE_ORG
 
     cons = ledger.consortium
     ident = cons.orgs[name]
     unlearning = cons.protocol.contract("Unlearning")
-    receipt = send(cons.private, ident.account, unlearning.functions.requestUnlearning(
-        ident.address, SCOPE_ORG, b"\x00" * 32, b"\x01" * 32))
-    events = unlearning.events.UnlearningRequested().process_receipt(receipt)
-    request_id = int(events[0]["args"]["requestId"])
+    request_id = request_unlearning(cons.private, cons.protocol, ident.account, ident.address, SCOPE_ORG)
     executor = ledger.unlearner()
     drive([executor],
           lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED)

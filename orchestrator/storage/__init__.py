@@ -23,6 +23,7 @@ from orchestrator.storage.codec import Cid
 from orchestrator.storage.embedded import EmbeddedStore
 from orchestrator.storage.errors import (
     AdapterValidationError,
+    BindingMismatchError,
     CarFormatError,
     CidMismatchError,
     CorruptBlockError,
@@ -52,6 +53,7 @@ __all__ = [
     "MissingBlockError",
     "CarFormatError",
     "DecryptionError",
+    "BindingMismatchError",
     "AdapterValidationError",
     "PayloadTooLargeError",
     "NotFoundError",
@@ -66,6 +68,7 @@ __all__ = [
     "store_adapter",
     "fetch_adapter",
     "validate_adapter",
+    "submission_context",
 ]
 
 _LAZY_ADAPTERS = {
@@ -78,6 +81,7 @@ _LAZY_ADAPTERS = {
     "store_adapter",
     "fetch_adapter",
     "validate_adapter",
+    "submission_context",
 }
 
 

@@ -15,6 +15,12 @@ Why each step looks the way it does:
   ephemeral key each) + HKDF-SHA256 + AES-GCM. The whole header (mode, nonce, recipients,
   ephemeral keys, wrapped keys) is the content cipher's associated data, so a swapped or
   stripped recipient entry is detected, not just a flipped ciphertext bit.
+* A submitted adapter's header carries its binding (:func:`submission_context`: chain, Rounds
+  contract, round, submitting org), authenticated with the rest of the header. The aggregator
+  opens a submission with the binding it expects from the chain (``expect_context``), so a blob
+  copied by another org, or replayed into another round or deployment, is refused
+  (:class:`BindingMismatchError`) even though its CID is valid; the copier cannot re-seal it
+  for itself because it cannot decrypt it.
 * ``deterministic=True`` is convergent encryption: keys and nonces derive from
   sha256(payload), so anyone who holds the same inputs rebuilds the same blob and CID (the
   aggregator's merged model is re-derivable by every member). Trade-off, documented in
@@ -53,6 +59,7 @@ from orchestrator.storage.cid import compute_cid
 from orchestrator.storage.codec import parse_cid
 from orchestrator.storage.errors import (
     AdapterValidationError,
+    BindingMismatchError,
     CidMismatchError,
     DecryptionError,
     InvalidKeyError,
@@ -72,6 +79,8 @@ __all__ = [
     "seal",
     "open_sealed",
     "sealed_recipients",
+    "sealed_context",
+    "submission_context",
     "store_adapter",
     "fetch_adapter",
     "validate_adapter",
@@ -82,7 +91,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 PACK_MAGIC = b"LLADAPT"
 PACK_VERSION = 1
 SEAL_MAGIC = b"LLSEAL"
-SEAL_VERSION = 1
+SEAL_VERSION = 2  # 2 added the authenticated binding context; 1 is still read (no context)
 MODE_RANDOM = 0
 MODE_CONVERGENT = 1
 _NONCE = 12
@@ -93,6 +102,7 @@ _ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
 # Room for the seal header on top of the packed adapter when a fetch checks sizes up front.
 _SEAL_OVERHEAD_PER_RECIPIENT = 1 + 42 + 32 + _WRAPPED
 _MAX_RECIPIENTS = 1024
+_MAX_CONTEXT = 1024
 
 
 @dataclass(frozen=True)
@@ -307,16 +317,31 @@ def _wrap_key(shared: bytes, eph_pub: bytes, recipient_pub: bytes, rid: bytes) -
     return AESGCM(_hkdf(shared, info))
 
 
-def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool = False) -> bytes:
+def submission_context(chain_id: int, rounds_address: str, round_id: int, org: str) -> bytes:
+    """The binding of a submitted adapter: which deployment, round and org it was sealed for.
+
+    It goes into the sealed header (authenticated data), so the aggregator, which knows from
+    the chain who submitted a CID in which round, detects a blob copied from another org.
+    """
+    if int(chain_id) <= 0 or int(round_id) <= 0:
+        raise ValueError(f"chain id and round id must be positive, got {chain_id}, {round_id}")
+    return (f"ledgerlora/submission/v1:{int(chain_id)}:{_recipient_id(rounds_address)}:"
+            f"{int(round_id)}:{_recipient_id(org)}").encode("ascii")
+
+
+def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool = False,
+         context: bytes = b"") -> bytes:
     """Encrypt ``payload`` so that each recipient (0x address -> X25519 public key) can open it.
 
     Format (integers big-endian)::
 
-        header = b"LLSEAL" u8 version=1 u8 mode (0 random, 1 convergent) nonce[12]
+        header = b"LLSEAL" u8 version=2 u8 mode (0 random, 1 convergent) nonce[12]
+                 u16 context_len, context,
                  u16 n, n x ( u8 id_len, id (ascii), ephemeral_pub[32], wrapped_key[48] )
         blob   = header || AES-256-GCM(content_key, nonce, payload, aad=header)
 
-    Recipients are sorted by id, so the same inputs in deterministic mode give the same bytes.
+    ``context`` (e.g. :func:`submission_context`) is authenticated, not secret. Recipients are
+    sorted by id, so the same inputs in deterministic mode give the same bytes.
     """
     if not recipients:
         raise InvalidKeyError("seal needs at least one recipient; nobody could open the blob")
@@ -324,6 +349,8 @@ def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool
         raise InvalidKeyError(
             f"{len(recipients)} recipients is over the limit of {_MAX_RECIPIENTS}"
         )
+    if len(context) > _MAX_CONTEXT:
+        raise ValueError(f"seal context is {len(context)} bytes, over the limit of {_MAX_CONTEXT}")
     ids: dict[str, bytes] = {}
     for rid, pub in recipients.items():
         norm = _recipient_id(rid)
@@ -331,7 +358,7 @@ def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool
             raise InvalidKeyError(f"recipient {norm} is listed twice (ids are case-insensitive)")
         ids[norm] = _raw32(pub, f"public key of {norm}")
     if deterministic:
-        digest = hashlib.sha256(payload).digest()
+        digest = hashlib.sha256(bytes(context) + b"\0" + payload if context else payload).digest()
         material = _hkdf(digest, b"ledgerlora/seal/v1/content", _KEY + _NONCE)
         content_key, nonce = material[:_KEY], material[_KEY:]
     else:
@@ -340,7 +367,7 @@ def seal(payload: bytes, recipients: Mapping[str, bytes], *, deterministic: bool
     header = bytearray(
         SEAL_MAGIC + bytes([SEAL_VERSION, MODE_CONVERGENT if deterministic else MODE_RANDOM])
     )
-    header += nonce + struct.pack(">H", len(ids))
+    header += nonce + struct.pack(">H", len(context)) + bytes(context) + struct.pack(">H", len(ids))
     for rid in sorted(ids):
         pub = ids[rid]
         if deterministic:
@@ -367,6 +394,7 @@ class _SealHeader:
     nonce: bytes
     entries: dict[str, tuple[bytes, bytes]]  # id -> (ephemeral pub, wrapped key)
     length: int
+    context: bytes = b""
 
 
 def _parse_seal_header(blob: bytes) -> _SealHeader:
@@ -374,13 +402,21 @@ def _parse_seal_header(blob: bytes) -> _SealHeader:
     if len(blob) < fixed or not blob.startswith(SEAL_MAGIC):
         raise DecryptionError("not a sealed blob: the LLSEAL magic is missing")
     version, mode = blob[len(SEAL_MAGIC)], blob[len(SEAL_MAGIC) + 1]
-    if version != SEAL_VERSION:
-        raise DecryptionError(f"sealed blob format version {version} is not supported (1)")
+    if version not in (1, SEAL_VERSION):
+        raise DecryptionError(f"sealed blob format version {version} is not supported (1, 2)")
     if mode not in (MODE_RANDOM, MODE_CONVERGENT):
         raise DecryptionError(f"sealed blob mode {mode} is unknown (tampered header?)")
     pos = len(SEAL_MAGIC) + 2
     nonce = blob[pos : pos + _NONCE]
     pos += _NONCE
+    context = b""
+    if version >= 2:
+        (context_len,) = struct.unpack_from(">H", blob, pos)
+        pos += 2
+        if context_len > _MAX_CONTEXT or pos + context_len + 2 > len(blob):
+            raise DecryptionError("sealed blob header is truncated (context)")
+        context = blob[pos : pos + context_len]
+        pos += context_len
     (count,) = struct.unpack_from(">H", blob, pos)
     pos += 2
     entries: dict[str, tuple[bytes, bytes]] = {}
@@ -397,7 +433,7 @@ def _parse_seal_header(blob: bytes) -> _SealHeader:
         pos = end
     if len(blob) - pos < 16:
         raise DecryptionError("sealed blob is truncated: no room for the authentication tag")
-    return _SealHeader(mode, nonce, entries, pos)
+    return _SealHeader(mode, nonce, entries, pos, bytes(context))
 
 
 def sealed_recipients(blob: bytes) -> list[str]:
@@ -405,8 +441,18 @@ def sealed_recipients(blob: bytes) -> list[str]:
     return sorted(_parse_seal_header(blob).entries)
 
 
-def open_sealed(blob: bytes, recipient_id: str, private_key: bytes) -> bytes:
-    """Decrypt a :func:`seal` blob as ``recipient_id`` holding ``private_key``."""
+def sealed_context(blob: bytes) -> bytes:
+    """The binding context a sealed blob claims (unauthenticated until it is opened)."""
+    return _parse_seal_header(blob).context
+
+
+def open_sealed(blob: bytes, recipient_id: str, private_key: bytes, *,
+                expect_context: bytes | None = None) -> bytes:
+    """Decrypt a :func:`seal` blob as ``recipient_id`` holding ``private_key``.
+
+    With ``expect_context`` the blob must have been sealed with exactly that binding; a blob
+    sealed for another org, round or deployment raises :class:`BindingMismatchError`.
+    """
     rid = _recipient_id(recipient_id)
     priv = _private(private_key)
     header = _parse_seal_header(blob)
@@ -428,12 +474,20 @@ def open_sealed(blob: bytes, recipient_id: str, private_key: bytes) -> bytes:
         ) from None
     head = blob[: header.length]
     try:
-        return AESGCM(content_key).decrypt(header.nonce, blob[header.length :], head)
+        payload = AESGCM(content_key).decrypt(header.nonce, blob[header.length :], head)
     except InvalidTag:
         raise DecryptionError(
             f"sealed blob failed authentication for {rid}: the ciphertext or its header was "
             "tampered with"
         ) from None
+    # The context is authentic now (it is part of the AAD that just verified).
+    if expect_context is not None and header.context != bytes(expect_context):
+        raise BindingMismatchError(
+            f"sealed blob is bound to {header.context.decode('ascii', 'replace') or 'nothing'!r}, "
+            f"not to {bytes(expect_context).decode('ascii', 'replace')!r}: a copied or replayed "
+            "submission; reject it"
+        )
+    return payload
 
 
 # =========================================================================== validation
@@ -669,10 +723,11 @@ def store_adapter(
     *,
     deterministic: bool = False,
     limits: AdapterLimits | None = None,
+    context: bytes = b"",
 ) -> str:
-    """Validate, pack, seal and add the adapter in ``folder``; return the CIDv0 of the blob."""
+    """Validate, pack, seal (bound to ``context``) and add the adapter; return the blob's CIDv0."""
     validate_adapter(folder, limits)
-    blob = seal(pack_adapter(folder), recipients, deterministic=deterministic)
+    blob = seal(pack_adapter(folder), recipients, deterministic=deterministic, context=context)
     return store.add_bytes(blob)
 
 
@@ -683,8 +738,12 @@ def fetch_adapter(
     private_key: bytes,
     dest: os.PathLike[str] | str,
     limits: AdapterLimits | None = None,
+    *,
+    expect_context: bytes | None = None,
 ) -> Path:
     """Fetch, verify, decrypt, unpack and validate an adapter into ``dest``; return ``dest``.
+
+    ``expect_context``: the binding the blob must carry (see :func:`open_sealed`).
 
     ``dest`` must be absent or an empty folder; it appears only once everything passed, and a
     failure leaves nothing behind. The result loads with ``PeftModel.from_pretrained``.
@@ -704,6 +763,6 @@ def fetch_adapter(
         raise PayloadTooLargeError(
             f"{c} names {named} recipients, over the limit of {limits.max_recipients}"
         )
-    payload = open_sealed(blob, recipient_id, private_key)
+    payload = open_sealed(blob, recipient_id, private_key, expect_context=expect_context)
     entries = _unpack_entries(payload, max_bytes=limits.max_bytes)
     return _materialise(entries, Path(dest), limits)

@@ -51,6 +51,10 @@ class DecryptionError(StorageError):
     """A sealed blob could not be opened: wrong key, unknown recipient or tampered bytes."""
 
 
+class BindingMismatchError(DecryptionError):
+    """A sealed blob authenticates, but was sealed for another org, round or deployment."""
+
+
 class AdapterValidationError(StorageError):
     """An adapter folder or packed adapter breaks the rules (config, names, shapes, values)."""
 

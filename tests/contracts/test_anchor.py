@@ -2,9 +2,12 @@
 
 import brownie
 import pytest
-from conftest import ZERO32, b32, err, plain
+from conftest import ANCHOR_MAX_RANGE, ZERO32, b32, err, plain
 
-from orchestrator.merkle import MerkleTree, leaf_hash
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from orchestrator.merkle import MerkleTree
 
 SRC = 31337
 MAX64 = 2**64 - 1
@@ -43,6 +46,7 @@ def test_ranges_must_be_contiguous_per_chain(anchor, relayer):
     assert anchor.anchorCount() == 3
 
 
+@pytest.mark.view_coverage
 def test_first_range_may_end_at_block_zero(anchor, relayer):
     assert not anchor.hasAnchors(SRC) and anchor.lastToBlock(SRC) == 0
     anchor.postRoot(SRC, 0, 0, b32("genesis"), {"from": relayer})
@@ -72,28 +76,70 @@ def test_post_root_by_non_relayer_reverts(anchor, rando):
 
 @pytest.fixture(scope="module")
 def records():
-    leaves = [
-        leaf_hash(["uint256", "bytes32"], [i, bytes.fromhex(b32(f"event{i}")[2:])])
-        for i in range(7)
-    ]
-    return leaves, MerkleTree.build(leaves)
+    """ABI-encoded records and the tree of their double-hashed leaves (as the relayer builds it)."""
+    raw = [abi_encode(["uint256", "bytes32"], [i, bytes.fromhex(b32(f"event{i}")[2:])]) for i in range(7)]
+    leaves = [keccak(keccak(r)) for r in raw]
+    return raw, leaves, MerkleTree.build(leaves)
 
 
 def test_verify_accepts_python_built_proofs(anchor, relayer, records):
-    leaves, tree = records
+    raw, leaves, tree = records
     anchor.postRoot(SRC, 1, 50, h(tree.root), {"from": relayer})
-    for leaf in leaves:
-        assert anchor.verify(1, h(leaf), [h(p) for p in tree.proof(leaf)])
+    for record, leaf in zip(raw, leaves, strict=True):
+        assert anchor.verify(1, h(record), [h(p) for p in tree.proof(leaf)])
 
 
-def test_verify_rejects_wrong_leaf_or_proof(anchor, relayer, records):
-    leaves, tree = records
+def test_verify_rejects_wrong_record_or_proof(anchor, relayer, records):
+    raw, leaves, tree = records
     anchor.postRoot(SRC, 1, 50, h(tree.root), {"from": relayer})
-    assert not anchor.verify(1, b32("forged"), [h(p) for p in tree.proof(leaves[0])])
-    assert not anchor.verify(1, h(leaves[0]), [h(p) for p in tree.proof(leaves[1])])
-    assert not anchor.verify(1, h(leaves[0]), [])
+    assert not anchor.verify(1, h(b"forged"), [h(p) for p in tree.proof(leaves[0])])
+    assert not anchor.verify(1, h(raw[0]), [h(p) for p in tree.proof(leaves[1])])
+    assert not anchor.verify(1, h(raw[0]), [])
 
 
 def test_verify_unknown_anchor_reverts(anchor):
     with brownie.reverts(err("AnchorUnknown", 3)):
-        anchor.verify(3, b32("leaf"), [])
+        anchor.verify(3, h(b"record"), [])
+
+
+def test_range_longer_than_max_reverts(anchor, relayer):
+    top = ANCHOR_MAX_RANGE - 1
+    with brownie.reverts(err("AnchorRangeTooLong", 0, top + 1, ANCHOR_MAX_RANGE)):
+        anchor.postRoot(SRC, 0, top + 1, b32("r"), {"from": relayer})
+    anchor.postRoot(SRC, 0, top, b32("r"), {"from": relayer})  # exactly maxRange blocks
+    assert anchor.maxRange() == ANCHOR_MAX_RANGE
+
+
+@pytest.mark.view_coverage
+def test_supersede_rewinds_the_chain(anchor, relayer, gov, rando):
+    anchor.postRoot(SRC, 0, 9, b32("a"), {"from": relayer})
+    anchor.postRoot(SRC, 10, 19, b32("b"), {"from": relayer})
+    with brownie.reverts(err("AnchorNotLatest", 1, 2)):
+        anchor.supersede(1, b32("why"), {"from": gov})
+    with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, ZERO32)):
+        anchor.supersede(2, b32("why"), {"from": rando})
+    tx = anchor.supersede(2, b32("why"), {"from": gov})
+    assert tx.events["AnchorSuperseded"] == {
+        "anchorId": 2, "sourceChainId": SRC, "nextFrom": 10, "reasonHash": b32("why")
+    }
+    assert anchor.isSuperseded(2) and anchor.lastToBlock(SRC) == 9
+    with brownie.reverts(err("AnchorIsSuperseded", 2)):
+        anchor.verify(2, h(b"x"), [])
+    anchor.postRoot(SRC, 10, 15, b32("b2"), {"from": relayer})  # the corrected range
+    # superseding down to the first anchor frees the chain entirely
+    anchor.supersede(3, b32("again"), {"from": gov})
+    tx = anchor.supersede(1, b32("all"), {"from": gov})
+    assert tx.events["AnchorSuperseded"]["nextFrom"] == 0
+    assert not anchor.hasAnchors(SRC)
+    anchor.postRoot(SRC, 500, 510, b32("fresh"), {"from": relayer})
+    with brownie.reverts(err("AnchorUnknown", 99)):
+        anchor.supersede(99, b32("x"), {"from": gov})
+
+
+def test_constructor_checks(gov):
+    from brownie import PublicAnchor
+
+    with brownie.reverts(err("AnchorZeroMaxRange")):
+        PublicAnchor.deploy(gov, 0, {"from": gov})
+    with brownie.reverts(err("AnchorZeroAddress")):
+        PublicAnchor.deploy(ZERO32[:42], 10, {"from": gov})

@@ -7,7 +7,7 @@ token transfer cannot be produced otherwise.
 import brownie
 import pytest
 from brownie import ReentrantToken, Rounds, Staking
-from conftest import UNBOND_DELAY, advance, err
+from conftest import CLAIM_WINDOW, UNBOND_DELAY, advance, err
 
 AMOUNT = 1000
 
@@ -33,7 +33,7 @@ def test_withdraw_cannot_be_reentered(evil, gov, orgs):
 
 
 def test_fund_rewards_cannot_be_reentered(evil, gov, membership, registry):
-    rounds = Rounds.deploy(gov, evil, membership, registry, {"from": gov})
+    rounds = Rounds.deploy(evil, membership, registry, CLAIM_WINDOW, {"from": gov})
     evil.approve(rounds, 2 * AMOUNT, {"from": gov})
     evil.arm(rounds, rounds.fundRewards.encode_input(AMOUNT), {"from": gov})
     with brownie.reverts(err("ReentrancyGuardReentrantCall")):

@@ -2,7 +2,7 @@
 
 import brownie
 import pytest
-from brownie import Rounds, accounts
+from brownie import accounts
 from conftest import ZERO32, b32, err, now, plain
 
 
@@ -12,6 +12,7 @@ def registrar(registry, gov):
     return accounts[9]
 
 
+@pytest.mark.view_coverage
 def test_base_version_exists_with_no_parent(registry):
     assert registry.latestVersion() == 0
     model, parent, round_id, created = plain(registry.getVersion(0))
@@ -36,6 +37,7 @@ def test_set_base_model_failures(registry, gov, rando):
         registry.setBaseModel(b32("x"), {"from": rando})
 
 
+@pytest.mark.view_coverage
 def test_record_version_and_lineage(registry, registrar):
     tx = registry.recordVersion(b32("v1"), 0, 1, b32("m1"), {"from": registrar})
     assert tx.return_value == 1
@@ -73,18 +75,11 @@ def test_set_rounds_only_once(registry, rounds, gov):
         registry.setRounds(gov, {"from": gov})
 
 
-def test_contribution_views_read_rounds(registry, open_round, submit, members):
+def test_liveness_views_read_rounds(registry, open_round, submit, members):
     rid = open_round()
     submit(rid, members[0], num_samples=17)
-    cid, n, commitment, revoked = plain(registry.getContribution(rid, members[0]))
-    assert (cid, n, commitment, revoked) == (
-        b32(f"adapter:{rid}:{members[0].address}"),
-        17,
-        b32(f"data:{rid}:{members[0].address}"),
-        False,
-    )
-    assert plain(registry.contributionsOf(members[0])) == (rid,)
-    assert plain(registry.getContribution(rid, members[1])) == (ZERO32, 0, ZERO32, False)
+    assert registry.isLive(rid, members[0])
+    assert not registry.isLive(rid, members[1]) and not registry.isRevoked(rid, members[0])
 
 
 @pytest.fixture(scope="module")
@@ -93,29 +88,62 @@ def revoker(registry, gov):
     return accounts[9]
 
 
-def test_revoke_marks_contribution(registry, revoker, open_round, submit, members):
-    rid = open_round()
-    submit(rid, members[0])
-    tx = registry.revoke(rid, members[0], 7, {"from": revoker})
-    assert tx.events["ContributionRevoked"] == {"roundId": rid, "org": members[0], "requestId": 7}
-    assert registry.isRevoked(rid, members[0])
-    assert plain(registry.getContribution(rid, members[0]))[3] is True
-    with brownie.reverts(err("RegistryAlreadyRevoked", rid, members[0])):
-        registry.revoke(rid, members[0], 8, {"from": revoker})
+def test_revoke_from_marks_a_range_up_to_the_round_count(registry, revoker, open_round, submit, members):
+    r1, r2, r3 = open_round(), open_round(), open_round()
+    for r in (r1, r2, r3):
+        submit(r, members[0])
+    tx = registry.revokeFrom(members[0], r2, 7, {"from": revoker})
+    assert tx.return_value == r3
+    assert tx.events["ContributionsRevoked"] == {
+        "org": members[0], "requestId": 7, "fromRound": r2, "toRound": r3
+    }
+    assert [registry.isRevoked(r, members[0]) for r in (r1, r2, r3)] == [False, True, True]
+    assert [registry.isLive(r, members[0]) for r in (r1, r2, r3)] == [True, False, False]
+    assert registry.revokedThrough(members[0]) == 0
+    assert not registry.isRevoked(r2, members[1])
 
 
-def test_revoke_failures(registry, revoker, open_round, submit, members, staked_aggregator, rando):
+@pytest.mark.view_coverage
+def test_revoke_ranges_merge_or_append(registry, revoker, open_round, members):
+    org = members[0]
+    for _ in range(3):
+        open_round()
+    registry.revokeFrom(org, 2, 1, {"from": revoker})  # [2, 3]
+    for _ in range(3):
+        open_round()
+    registry.revokeFrom(org, 5, 2, {"from": revoker})  # [5, 6]: 4 stays live
+    assert plain(registry.revokedRanges(org)) == ((2, 5), (3, 6))
+    assert [registry.isRevoked(r, org) for r in range(1, 8)] == [False, True, True, False, True, True, False]
+    registry.revokeFrom(org, 4, 3, {"from": revoker})  # touches [5, 6]: merged into it
+    assert plain(registry.revokedRanges(org)) == ((2, 4), (3, 6))
+    assert registry.revokedThrough(org) == 0
+    open_round()
+    registry.revokeFrom(org, 1, 4, {"from": revoker})  # Org scope: everything
+    assert registry.revokedThrough(org) == 7
+    assert all(registry.isRevoked(r, org) for r in range(1, 8))
+    assert not registry.isRevoked(0, org) and not registry.isRevoked(8, org)
+
+
+def test_ranges_that_join_round_one_count_as_revoked_through(registry, revoker, open_round, members):
+    org = members[0]
+    for _ in range(3):
+        open_round()
+    registry.revokeFrom(org, 1, 1, {"from": revoker})  # [1, 3]
+    open_round()
+    open_round()
+    registry.revokeFrom(org, 4, 2, {"from": revoker})  # adjacent: merged into [1, 5]
+    assert plain(registry.revokedRanges(org)) == ((1,), (5,))
+    assert registry.revokedThrough(org) == 5
+
+
+def test_revoke_from_failures(registry, revoker, open_round, members, rando):
     rid = open_round()
-    submit(rid, members[0])
     with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, registry.REVOKER_ROLE())):
-        registry.revoke(rid, members[0], 1, {"from": rando})
-    with brownie.reverts(err("RegistryUnknownContribution", rid, members[1])):
-        registry.revoke(rid, members[1], 1, {"from": revoker})
-    r = Rounds.at(registry.rounds())
-    r.closeRound(rid, {"from": staked_aggregator})
-    r.rejectSubmission(rid, members[0], b32("bad"), {"from": staked_aggregator})
-    with brownie.reverts(err("RegistryUnknownContribution", rid, members[0])):
-        registry.revoke(rid, members[0], 1, {"from": revoker})
+        registry.revokeFrom(members[0], rid, 1, {"from": rando})
+    with brownie.reverts(err("RegistryInvalidRange", 0, rid)):
+        registry.revokeFrom(members[0], 0, 1, {"from": revoker})
+    with brownie.reverts(err("RegistryInvalidRange", rid + 1, rid)):
+        registry.revokeFrom(members[0], rid + 1, 1, {"from": revoker})
 
 
 def test_set_rounds_wires_once_by_admin(gov, rando, rounds):
@@ -123,7 +151,10 @@ def test_set_rounds_wires_once_by_admin(gov, rando, rounds):
 
     fresh = ContributionRegistry.deploy(gov, {"from": gov})
     assert fresh.rounds() == "0x" + "00" * 20
-    assert plain(fresh.contributionsOf(rando)) == ()
+    assert not fresh.isLive(1, rando)
+    fresh.grantRole(fresh.REVOKER_ROLE(), gov, {"from": gov})
+    with brownie.reverts(err("RegistryZeroAddress")):
+        fresh.revokeFrom(rando, 1, 1, {"from": gov})
     with brownie.reverts(err("AccessControlUnauthorizedAccount", rando, ZERO32)):
         fresh.setRounds(rounds, {"from": rando})
     with brownie.reverts(err("RegistryZeroAddress")):

@@ -2,11 +2,21 @@
 
 import brownie
 import pytest
-from conftest import REWARD_POOL, ROUND_SECONDS, ZERO32, advance, b32, err, now, plain
+from conftest import CLAIM_WINDOW, MAX_SAMPLES, REWARD_POOL, ROUND_SECONDS, ZERO32, advance, b32, err, now, plain
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
 
 from orchestrator.merkle import MerkleTree, reward_leaf
 
-OPEN, CLOSED, FINALIZED = 1, 2, 3
+OPEN, CLOSED, FINALIZED, CANCELLED = 1, 2, 3, 4
+M = MAX_SAMPLES
+
+
+def commitment(cid, num_samples, data_commitment):
+    """The one-slot submission commitment, recomputed the way a Python client does."""
+    raw = abi_encode(["bytes32", "uint64", "bytes32"], [bytes.fromhex(cid[2:]), num_samples, bytes.fromhex(data_commitment[2:])])
+    return "0x" + ((int.from_bytes(keccak(raw), "big") & ~3).to_bytes(32, "big")).hex()
 
 
 def hexs(values):
@@ -19,13 +29,14 @@ def hexs(values):
 def test_open_round_reserves_budget_and_emits(protocol, staked_aggregator):
     rounds = protocol["rounds"]
     deadline = now() + ROUND_SECONDS
-    tx = rounds.openRound(b32("cfg"), deadline, 1000, {"from": staked_aggregator})
+    tx = rounds.openRound(b32("cfg"), deadline, 1000, M, {"from": staked_aggregator})
     assert tx.return_value == 1
     assert tx.events["RoundOpened"] == {
         "roundId": 1,
         "configCid": b32("cfg"),
         "deadline": deadline,
         "rewardBudget": 1000,
+        "maxSamples": M,
     }
     assert plain(rounds.getRound(1)) == (OPEN, deadline, 0, b32("cfg"), ZERO32, ZERO32, 1000, 0)
     assert rounds.roundCount() == 1
@@ -34,32 +45,32 @@ def test_open_round_reserves_budget_and_emits(protocol, staked_aggregator):
 
 def test_governor_can_open_a_round(protocol, gov, open_round):
     rounds = protocol["rounds"]
-    tx = rounds.openRound(b32("cfg"), now() + 100, 0, {"from": gov})
+    tx = rounds.openRound(b32("cfg"), now() + 100, 0, M, {"from": gov})
     assert tx.return_value == 1
     assert open_round() == 2  # ids are consecutive
 
 
 def test_open_round_by_non_aggregator_reverts(protocol, members):
     with brownie.reverts(err("RoundsNotAggregator", members[0])):
-        protocol["rounds"].openRound(b32("cfg"), now() + 100, 0, {"from": members[0]})
+        protocol["rounds"].openRound(b32("cfg"), now() + 100, 0, M, {"from": members[0]})
 
 
 def test_open_round_with_past_deadline_reverts(protocol, staked_aggregator):
     deadline = now() - 10
     with brownie.reverts(revert_pattern=rf"RoundsDeadlineInPast: {deadline}, \d+"):
-        protocol["rounds"].openRound(b32("cfg"), deadline, 0, {"from": staked_aggregator})
+        protocol["rounds"].openRound(b32("cfg"), deadline, 0, M, {"from": staked_aggregator})
     assert protocol["rounds"].roundCount() == 0
 
 
 def test_open_round_with_zero_config_cid_reverts(protocol, staked_aggregator):
     with brownie.reverts(err("RoundsZeroConfigCid")):
-        protocol["rounds"].openRound(ZERO32, now() + 100, 0, {"from": staked_aggregator})
+        protocol["rounds"].openRound(ZERO32, now() + 100, 0, M, {"from": staked_aggregator})
 
 
 def test_open_round_over_the_pool_reverts(protocol, staked_aggregator):
     with brownie.reverts(err("RoundsInsufficientRewardPool", REWARD_POOL + 1, REWARD_POOL)):
         protocol["rounds"].openRound(
-            b32("cfg"), now() + 100, REWARD_POOL + 1, {"from": staked_aggregator}
+            b32("cfg"), now() + 100, REWARD_POOL + 1, M, {"from": staked_aggregator}
         )
 
 
@@ -95,20 +106,27 @@ def test_submit_update_records_contribution(protocol, open_round, members):
         "dataCommitment": b32("commit"),
     }
     assert rounds.hasSubmitted(rid, org)
-    assert plain(rounds.getSubmission(rid, org)) == (b32("cid"), 42, b32("commit"), False)
-    assert plain(rounds.contributionsOf(org)) == (rid,)
+    assert plain(rounds.commitmentOf(rid, org)) == commitment(b32("cid"), 42, b32("commit"))
+    assert plain(rounds.submissionCommitment(b32("cid"), 42, b32("commit"))) == commitment(
+        b32("cid"), 42, b32("commit")
+    )
     assert rounds.getRound(rid)[2] == 1
+    assert plain(rounds.commitmentOf(rid, members[1])) == ZERO32
 
 
-def test_contributions_of_lists_rounds_oldest_first(protocol, open_round, submit, members):
-    rounds, org = protocol["rounds"], members[0]
-    r1, r2, r3 = open_round(), open_round(), open_round()
-    submit(r3, org)
-    submit(r1, org)
-    submit(r2, members[1])
-    assert plain(rounds.contributionsOf(org)) == (r3, r1)  # in submission order
-    assert plain(rounds.contributionsOf(members[1])) == (r2,)
-    assert plain(rounds.contributionsOf(members[2])) == ()
+@pytest.mark.view_coverage
+def test_submit_over_the_round_sample_cap_reverts(protocol, open_round, members):
+    rounds = protocol["rounds"]
+    rid = open_round(max_samples=500)
+    assert plain(rounds.roundTerms(rid)) == (500, 0, 0)
+    with brownie.reverts(err("RoundsTooManySamples", rid, 501, 500)):
+        rounds.submitUpdate(rid, b32("cid"), 501, b32("c"), {"from": members[0]})
+    rounds.submitUpdate(rid, b32("cid"), 500, b32("c"), {"from": members[0]})
+
+
+def test_open_round_with_zero_sample_cap_reverts(protocol, staked_aggregator):
+    with brownie.reverts(err("RoundsZeroMaxSamples")):
+        protocol["rounds"].openRound(b32("cfg"), now() + 100, 0, 0, {"from": staked_aggregator})
 
 
 def test_submit_twice_in_a_round_reverts(protocol, open_round, submit, members):
@@ -156,14 +174,13 @@ def test_submit_zero_values_revert(protocol, open_round, members):
     assert not rounds.hasSubmitted(rid, org)
 
 
-def test_repeated_cid_reverts_across_orgs_and_rounds(protocol, open_round, members):
+def test_same_cid_is_per_org_and_round(protocol, open_round, members):
     rounds = protocol["rounds"]
     r1, r2 = open_round(), open_round()
     rounds.submitUpdate(r1, b32("cid"), 1, b32("c"), {"from": members[0]})
-    with brownie.reverts(err("RoundsCidAlreadyUsed", b32("cid"))):
-        rounds.submitUpdate(r1, b32("cid"), 1, b32("c2"), {"from": members[1]})
-    with brownie.reverts(err("RoundsCidAlreadyUsed", b32("cid"))):
-        rounds.submitUpdate(r2, b32("cid"), 1, b32("c2"), {"from": members[0]})
+    rounds.submitUpdate(r1, b32("cid"), 1, b32("c2"), {"from": members[1]})
+    rounds.submitUpdate(r2, b32("cid"), 1, b32("c2"), {"from": members[0]})
+    assert rounds.commitmentOf(r1, members[0]) != rounds.commitmentOf(r1, members[1])
 
 
 def test_submit_to_closed_round_reverts(protocol, open_round, members, staked_aggregator):
@@ -218,7 +235,9 @@ def test_reject_submission_while_closed(protocol, open_round, submit, members, s
     }
     assert rounds.isRejected(rid, members[0])
     assert rounds.numRejected(rid) == 1
-    assert plain(rounds.getSubmission(rid, members[0]))[3] is True
+    # the rejected flag does not change the commitment the view reports
+    cid, commit = b32(f"adapter:{rid}:{members[0].address}"), b32(f"data:{rid}:{members[0].address}")
+    assert plain(rounds.commitmentOf(rid, members[0])) == commitment(cid, 100, commit)
     with brownie.reverts(err("RoundsAlreadyRejected", rid, members[0])):
         rounds.rejectSubmission(rid, members[0], b32("again"), {"from": staked_aggregator})
 
@@ -246,7 +265,7 @@ def test_finalize_records_version_with_latest_parent(
     submit(rid, members[0])
     rounds.closeRound(rid, {"from": staked_aggregator})
     tx = rounds.finalizeRound(
-        rid, b32("model"), b32("root"), b32("metrics"), {"from": staked_aggregator}
+        rid, b32("model"), b32("root"), 0, b32("metrics"), {"from": staked_aggregator}
     )
     assert tx.return_value == 1
     assert tx.events["RoundFinalized"] == {
@@ -254,6 +273,7 @@ def test_finalize_records_version_with_latest_parent(
         "versionId": 1,
         "modelCid": b32("model"),
         "rewardsRoot": b32("root"),
+        "rewardsTotal": 0,
         "metricsHash": b32("metrics"),
     }
     assert tx.events["VersionRecorded"] == {
@@ -281,13 +301,13 @@ def test_second_finalized_round_is_child_of_first(protocol, finalized_round, mem
 def test_finalize_twice_reverts(protocol, finalized_round, members, staked_aggregator):
     rid = finalized_round([members[0]])
     with brownie.reverts(err("RoundsNotClosed", rid, FINALIZED)):
-        protocol["rounds"].finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
+        protocol["rounds"].finalizeRound(rid, b32("m"), ZERO32, 0, ZERO32, {"from": staked_aggregator})
 
 
 def test_finalize_open_round_reverts(protocol, open_round, staked_aggregator):
     rid = open_round()
     with brownie.reverts(err("RoundsNotClosed", rid, OPEN)):
-        protocol["rounds"].finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
+        protocol["rounds"].finalizeRound(rid, b32("m"), ZERO32, 0, ZERO32, {"from": staked_aggregator})
 
 
 def test_finalize_by_non_aggregator_and_zero_model_revert(
@@ -296,9 +316,9 @@ def test_finalize_by_non_aggregator_and_zero_model_revert(
     rounds, rid = protocol["rounds"], open_round()
     rounds.closeRound(rid, {"from": staked_aggregator})
     with brownie.reverts(err("RoundsNotAggregator", members[0])):
-        rounds.finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": members[0]})
+        rounds.finalizeRound(rid, b32("m"), ZERO32, 0, ZERO32, {"from": members[0]})
     with brownie.reverts(err("RoundsZeroModelCid", rid)):
-        rounds.finalizeRound(rid, ZERO32, ZERO32, ZERO32, {"from": staked_aggregator})
+        rounds.finalizeRound(rid, ZERO32, ZERO32, 0, ZERO32, {"from": staked_aggregator})
     assert rounds.getRound(rid)[0] == CLOSED
 
 
@@ -312,7 +332,7 @@ def test_finalize_without_registrar_role_reverts_atomically(
     with brownie.reverts(
         err("AccessControlUnauthorizedAccount", rounds, registry.REGISTRAR_ROLE())
     ):
-        rounds.finalizeRound(rid, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
+        rounds.finalizeRound(rid, b32("m"), ZERO32, 0, ZERO32, {"from": staked_aggregator})
     assert rounds.getRound(rid)[0] == CLOSED  # no partial state
 
 
@@ -432,8 +452,8 @@ def test_claim_zero_reverts(protocol, rewarded_round, members):
 
 def test_views_report_wiring(protocol, gov):
     rounds = protocol["rounds"]
-    assert (rounds.governor(), rounds.token(), rounds.membership(), rounds.registry()) == (
-        gov.address,
+    assert (rounds.claimWindow(), rounds.token(), rounds.membership(), rounds.registry()) == (
+        CLAIM_WINDOW,
         protocol["token"].address,
         protocol["membership"].address,
         protocol["registry"].address,
@@ -445,5 +465,5 @@ def test_unknown_round_reverts_everywhere(protocol, staked_aggregator, members):
     with brownie.reverts(err("RoundsUnknownRound", 3)):
         rounds.rejectSubmission(3, members[0], b32("r"), {"from": staked_aggregator})
     with brownie.reverts(err("RoundsUnknownRound", 3)):
-        rounds.finalizeRound(3, b32("m"), ZERO32, ZERO32, {"from": staked_aggregator})
+        rounds.finalizeRound(3, b32("m"), ZERO32, 0, ZERO32, {"from": staked_aggregator})
     assert plain(rounds.getRound(3)) == (0, 0, 0, ZERO32, ZERO32, ZERO32, 0, 0)

@@ -1,16 +1,27 @@
-"""Unlearning: request (Org / Round / Samples), acknowledge, receipt before the deadline, slash on a miss."""
+"""Unlearning: bonded requests (Org / Round / Samples), acknowledge with a stake lock, receipts
+before the deadline, sample-level replacement by the org, settlement of overdue requests."""
 
 import brownie
 import pytest
-from conftest import MIN_STAKE, RESPONSE_WINDOW, SLASH_AMOUNT, ZERO32, advance, b32, err, plain
+from conftest import (
+    ORG_SCOPE,
+    ROUND_SCOPE,
+    SAMPLES_SCOPE,
+    MIN_STAKE,
+    REQUEST_BOND,
+    RESPONSE_WINDOW,
+    SLASH_AMOUNT,
+    ZERO32,
+    advance,
+    b32,
+    err,
+    plain,
+    rid32,
+)
 
-ORG, ROUND, SAMPLES = 0, 1, 2
-REQUESTED, ACKNOWLEDGED, COMPLETED, SLASHED = 1, 2, 3, 4
+ORG, ROUND, SAMPLES = ORG_SCOPE, ROUND_SCOPE, SAMPLES_SCOPE
+REQUESTED, ACKNOWLEDGED, COMPLETED, SLASHED, CLOSED, VOIDED, EXPIRED = 1, 2, 3, 4, 5, 6, 7
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-def rid32(round_id):
-    return "0x" + round_id.to_bytes(32, "big").hex()
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,18 @@ def new_request(protocol, history, members):
     return _request
 
 
+@pytest.fixture
+def with_default(protocol, staked_aggregator, gov):
+    protocol["unlearning"].setDefaultAggregator(staked_aggregator, {"from": gov})
+    return staked_aggregator
+
+
 # --- request -----------------------------------------------------------------------------------
 
 
-def test_org_requests_removal_of_all_its_contributions(protocol, history, members):
-    u = protocol["unlearning"]
+def test_org_requests_removal_of_all_its_contributions(protocol, history, members, with_default):
+    u, token = protocol["unlearning"], protocol["token"]
+    before = token.balanceOf(members[0])
     tx = u.requestUnlearning(members[0], ORG, ZERO32, b32("gdpr"), {"from": members[0]})
     deadline = tx.timestamp + RESPONSE_WINDOW
     assert tx.return_value == 1
@@ -51,16 +69,27 @@ def test_org_requests_removal_of_all_its_contributions(protocol, history, member
         "reasonHash": b32("gdpr"),
         "deadline": deadline,
     }
+    assert tx.events["RequestBonded"] == {
+        "requestId": 1,
+        "requester": members[0],
+        "aggregator": with_default,
+        "bond": REQUEST_BOND,
+    }
     assert plain(u.getRequest(1)) == (
         members[0].address,
         ORG,
         REQUESTED,
         deadline,
-        ZERO_ADDRESS,
+        with_default.address,
         ZERO32,
         ZERO32,
     )
+    assert plain(u.requestInfo(1)) == (members[0].address, 0)
+    assert u.pendingRequest(members[0], ORG, ZERO32) == 1
+    assert u.hasLiveTarget(1)
     assert u.requestCount() == 1
+    assert token.balanceOf(members[0]) == before - REQUEST_BOND
+    assert token.balanceOf(u) == REQUEST_BOND
 
 
 def test_governor_requests_for_a_data_subject(protocol, history, members, gov):
@@ -70,6 +99,7 @@ def test_governor_requests_for_a_data_subject(protocol, history, members, gov):
     )
     assert tx.events["UnlearningRequested"]["org"] == members[1]
     assert tx.events["UnlearningRequested"]["target"] == rid32(r1)
+    assert tx.events["RequestBonded"]["requester"] == gov
 
 
 def test_samples_scope_needs_a_non_zero_root(protocol, history, members):
@@ -78,6 +108,7 @@ def test_samples_scope_needs_a_non_zero_root(protocol, history, members):
         members[0], SAMPLES, b32("samples-root"), b32("r"), {"from": members[0]}
     )
     assert tx.events["UnlearningRequested"]["scope"] == SAMPLES
+    assert tx.events["RequestBonded"]["aggregator"] == ZERO_ADDRESS  # never an aggregator's
     with brownie.reverts(err("UnlearningInvalidTarget", SAMPLES, ZERO32)):
         u.requestUnlearning(members[0], SAMPLES, ZERO32, b32("r"), {"from": members[0]})
 
@@ -92,12 +123,12 @@ def test_request_for_another_org_reverts(protocol, history, members):
 def test_request_without_contribution_reverts(protocol, history, members, rando):
     u = protocol["unlearning"]
     _, r2 = history
-    with brownie.reverts(err("UnlearningNoContribution", members[3], ORG, ZERO32)):
-        u.requestUnlearning(members[3], ORG, ZERO32, b32("r"), {"from": members[3]})
     with brownie.reverts(err("UnlearningNoContribution", members[1], ROUND, rid32(r2))):
         u.requestUnlearning(members[1], ROUND, rid32(r2), b32("r"), {"from": members[1]})
     with brownie.reverts(err("UnlearningNoContribution", rando, SAMPLES, b32("s"))):
         u.requestUnlearning(rando, SAMPLES, b32("s"), b32("r"), {"from": rando})
+    with brownie.reverts(err("UnlearningNoContribution", rando, ORG, ZERO32)):
+        u.requestUnlearning(rando, ORG, ZERO32, b32("r"), {"from": rando})
 
 
 def test_request_with_bad_target_reverts(protocol, history, members):
@@ -110,16 +141,30 @@ def test_request_with_bad_target_reverts(protocol, history, members):
         u.requestUnlearning(members[0], ROUND, rid32(99), b32("r"), {"from": members[0]})
 
 
+def test_duplicate_pending_request_reverts_until_settled(protocol, new_request, staked_aggregator, members):
+    u = protocol["unlearning"]
+    req = new_request()
+    with brownie.reverts(err("UnlearningDuplicate", req)):
+        u.requestUnlearning(members[0], ORG, ZERO32, b32("again"), {"from": members[0]})
+    assert new_request(scope=SAMPLES, target=b32("s")) == req + 1  # another scope is fine
+    u.completeUnlearning(req, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
+    assert u.pendingRequest(members[0], ORG, ZERO32) == 0
+
+
 # --- acknowledge -------------------------------------------------------------------------------
 
 
-def test_acknowledge_records_the_responsible_aggregator(protocol, new_request, staked_aggregator):
-    u, req = protocol["unlearning"], new_request()
+def test_acknowledge_records_the_responsible_aggregator_and_locks_stake(
+    protocol, new_request, staked_aggregator
+):
+    u, staking, req = protocol["unlearning"], protocol["staking"], new_request()
     tx = u.acknowledge(req, {"from": staked_aggregator})
     assert tx.events["UnlearningAcknowledged"] == {
         "requestId": req,
         "aggregator": staked_aggregator,
     }
+    assert tx.events["StakeLocked"]["amount"] == SLASH_AMOUNT
+    assert staking.lockedOf(staked_aggregator) == SLASH_AMOUNT
     org, scope, state, deadline, aggregator, target, model = plain(u.getRequest(req))
     assert (state, aggregator) == (ACKNOWLEDGED, staked_aggregator.address)
     with brownie.reverts(err("UnlearningWrongState", req, ACKNOWLEDGED)):
@@ -134,6 +179,12 @@ def test_acknowledge_needs_a_staked_aggregator(
         u.acknowledge(req, {"from": members[1]})  # staked, but not an aggregator
     protocol["staking"].requestUnbond(1, {"from": staked_aggregator})  # now below the minimum stake
     with brownie.reverts(err("UnlearningNotStakedAggregator", staked_aggregator)):
+        u.acknowledge(req, {"from": staked_aggregator})
+
+
+def test_acknowledge_samples_scope_reverts(protocol, new_request, staked_aggregator):
+    u, req = protocol["unlearning"], new_request(scope=SAMPLES, target=b32("s"))
+    with brownie.reverts(err("UnlearningWrongScope", req, SAMPLES)):
         u.acknowledge(req, {"from": staked_aggregator})
 
 
@@ -153,11 +204,14 @@ def test_acknowledge_after_deadline_or_unknown_reverts(protocol, new_request, st
 def test_complete_org_scope_revokes_every_contribution_and_records_version(
     protocol, history, new_request, staked_aggregator, members
 ):
-    u, registry = protocol["unlearning"], protocol["registry"]
+    u, registry, staking, token = (
+        protocol["unlearning"], protocol["registry"], protocol["staking"], protocol["token"]
+    )
     r1, r2 = history
     req = new_request()
     u.acknowledge(req, {"from": staked_aggregator})
     latest = registry.latestVersion()
+    before = token.balanceOf(members[0])
     tx = u.completeUnlearning(
         req, b32("clean"), b32("removed"), b32("metrics"), {"from": staked_aggregator}
     )
@@ -169,10 +223,18 @@ def test_complete_org_scope_revokes_every_contribution_and_records_version(
         "removedRoot": b32("removed"),
         "metricsHash": b32("metrics"),
     }
-    revoked = [(e["roundId"], e["org"], e["requestId"]) for e in tx.events["ContributionRevoked"]]
-    assert revoked == [(r1, members[0].address, req), (r2, members[0].address, req)]
+    assert tx.events["ContributionsRevoked"] == {
+        "org": members[0], "requestId": req, "fromRound": 1, "toRound": r2
+    }
+    assert tx.events["RequestSettled"] == {
+        "requestId": req, "state": COMPLETED, "requester": members[0], "refunded": REQUEST_BOND, "forfeited": 0
+    }
+    assert token.balanceOf(members[0]) == before + REQUEST_BOND
+    assert staking.lockedOf(staked_aggregator) == 0
     assert registry.isRevoked(r1, members[0]) and registry.isRevoked(r2, members[0])
+    assert not registry.isLive(r1, members[0]) and registry.isLive(r1, members[1])
     assert not registry.isRevoked(r1, members[1])
+    assert registry.revokedThrough(members[0]) == r2
     assert plain(registry.getVersion(latest + 1))[:3] == (b32("clean"), latest, 0)
     assert plain(u.getRequest(req))[2:] == (
         COMPLETED,
@@ -183,7 +245,7 @@ def test_complete_org_scope_revokes_every_contribution_and_records_version(
     )
 
 
-def test_complete_round_scope_revokes_only_that_round(
+def test_complete_round_scope_revokes_that_round_and_later(
     protocol, history, new_request, staked_aggregator, members
 ):
     u, registry = protocol["unlearning"], protocol["registry"]
@@ -192,38 +254,60 @@ def test_complete_round_scope_revokes_only_that_round(
     tx = u.completeUnlearning(
         req, b32("clean"), b32("removed"), b32("m"), {"from": staked_aggregator}
     )
-    assert [e["roundId"] for e in tx.events["ContributionRevoked"]] == [r2]
+    assert tx.events["ContributionsRevoked"]["fromRound"] == r2
     assert registry.isRevoked(r2, members[0]) and not registry.isRevoked(r1, members[0])
+    assert plain(registry.revokedRanges(members[0])) == ((r2,), (r2,))
     # the revoked round can no longer be asked for; the org still has a live one
     with brownie.reverts(err("UnlearningNoContribution", members[0], ROUND, rid32(r2))):
         u.requestUnlearning(members[0], ROUND, rid32(r2), b32("r"), {"from": members[0]})
 
 
-def test_complete_samples_scope_revokes_nothing(
-    protocol, history, new_request, staked_aggregator, members
+def test_samples_scope_is_answered_by_the_org_replacing_its_contribution(
+    protocol, history, new_request, staked_aggregator, members, rando
 ):
-    u, registry = protocol["unlearning"], protocol["registry"]
+    u, registry, rounds = protocol["unlearning"], protocol["registry"], protocol["rounds"]
     r1, r2 = history
     req = new_request(scope=SAMPLES, target=b32("samples"))
-    tx = u.completeUnlearning(
-        req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator}
-    )
-    assert "ContributionRevoked" not in tx.events
+    with brownie.reverts(err("UnlearningNotReplaced", req)):
+        u.completeUnlearning(req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningNotRequestOrg", staked_aggregator, members[0])):
+        u.replaceContribution(req, r1, b32("new"), 90, b32("newdata"), {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningNotLive", 99, members[0])):
+        u.replaceContribution(req, 99, b32("n"), 1, b32("d"), {"from": members[0]})
+    old = rounds.commitmentOf(r1, members[0])
+    tx = u.replaceContribution(req, r1, b32("new"), 90, b32("newdata"), {"from": members[0]})
+    assert tx.events["ContributionReplaced"] == {"requestId": req, "roundId": r1, "org": members[0]}
+    assert tx.events["SubmissionReplaced"] == {
+        "roundId": r1,
+        "org": members[0],
+        "requestId": req,
+        "adapterCid": b32("new"),
+        "numSamples": 90,
+        "dataCommitment": b32("newdata"),
+    }
+    assert rounds.commitmentOf(r1, members[0]) == rounds.submissionCommitment(b32("new"), 90, b32("newdata"))
+    assert rounds.commitmentOf(r1, members[0]) != old
+    assert plain(u.requestInfo(req)) == (members[0].address, 1)
+    tx = u.completeUnlearning(req, b32("clean"), b32("samples"), b32("m"), {"from": staked_aggregator})
+    assert "ContributionsRevoked" not in tx.events
     assert "VersionRecorded" in tx.events
-    assert not registry.isRevoked(r1, members[0]) and not registry.isRevoked(r2, members[0])
+    assert registry.isLive(r1, members[0]) and registry.isLive(r2, members[0])  # the new one is live
 
 
-def test_round_request_already_covered_by_org_request_still_completes(
-    protocol, history, new_request, staked_aggregator
+def test_round_request_already_covered_by_org_request_is_closed(
+    protocol, history, new_request, staked_aggregator, rando, members
 ):
     u = protocol["unlearning"]
     _, r2 = history
     by_round = new_request(scope=ROUND, target=rid32(r2))
     by_org = new_request()
     u.completeUnlearning(by_org, b32("a"), b32("r"), b32("m"), {"from": staked_aggregator})
-    tx = u.completeUnlearning(by_round, b32("b"), b32("r"), b32("m"), {"from": staked_aggregator})
-    assert "ContributionRevoked" not in tx.events
-    assert u.getRequest(by_round)[2] == COMPLETED
+    assert not u.hasLiveTarget(by_round)
+    tx = u.closeRequest(by_round, {"from": rando})
+    assert tx.events["RequestSettled"]["state"] == CLOSED
+    assert u.getRequest(by_round)[2] == CLOSED
+    with brownie.reverts(err("UnlearningStillLive", by_org + 1)):
+        u.closeRequest(new_request(org=members[1], scope=ROUND, target=rid32(1)), {"from": rando})
 
 
 def test_complete_after_deadline_reverts(protocol, new_request, staked_aggregator):
@@ -248,11 +332,11 @@ def test_complete_failures(protocol, new_request, staked_aggregator, members):
         u.completeUnlearning(77, b32("m"), b32("r"), b32("m"), {"from": staked_aggregator})
 
 
-# --- slash -------------------------------------------------------------------------------------
+# --- slash / settle ----------------------------------------------------------------------------
 
 
 def test_missed_deadline_slashes_the_acknowledging_aggregator(
-    protocol, new_request, staked_aggregator, rando, gov
+    protocol, new_request, staked_aggregator, rando, gov, members
 ):
     u, staking, token = protocol["unlearning"], protocol["staking"], protocol["token"]
     req = new_request()
@@ -270,44 +354,48 @@ def test_missed_deadline_slashes_the_acknowledging_aggregator(
         "amount": SLASH_AMOUNT,
         "reasonHash": "0x" + req.to_bytes(32, "big").hex(),
     }
+    assert tx.events["RequestSettled"]["refunded"] == REQUEST_BOND
     assert staking.stakeOf(staked_aggregator) == MIN_STAKE - SLASH_AMOUNT
+    assert staking.lockedOf(staked_aggregator) == 0
     assert token.balanceOf(gov) == treasury_before + SLASH_AMOUNT
     assert u.getRequest(req)[2] == SLASHED
     with brownie.reverts(err("UnlearningWrongState", req, SLASHED)):
         u.slashMissed(req, {"from": rando})
 
 
-def test_unacknowledged_miss_slashes_the_default_aggregator(
+def test_unacknowledged_miss_slashes_the_aggregator_fixed_at_request(
     protocol, new_request, staked_aggregator, rando, gov
 ):
     u = protocol["unlearning"]
-    req = new_request()
-    advance(RESPONSE_WINDOW + 1)
-    with brownie.reverts(err("UnlearningNoAggregator", req)):
-        u.slashMissed(req, {"from": rando})
+    orphan = new_request()  # no default aggregator yet
     tx = u.setDefaultAggregator(staked_aggregator, {"from": gov})
     assert tx.events["DefaultAggregatorSet"] == {
         "previous": ZERO_ADDRESS,
         "aggregator": staked_aggregator,
     }
+    advance(RESPONSE_WINDOW + 1)
+    tx = u.slashMissed(orphan, {"from": rando})  # nobody was answerable: expires, bond refunded
+    assert "AggregatorSlashed" not in tx.events
+    assert tx.events["RequestSettled"]["state"] == EXPIRED
+    req = new_request()
+    advance(RESPONSE_WINDOW + 1)
     tx = u.slashMissed(req, {"from": rando})
     assert tx.events["AggregatorSlashed"]["aggregator"] == staked_aggregator
     assert plain(u.getRequest(req))[4] == staked_aggregator.address
 
 
-def test_slash_is_capped_at_the_aggregator_stake(protocol, new_request, staked_aggregator, rando):
+def test_slash_is_capped_at_the_aggregator_stake(protocol, new_request, staked_aggregator, rando, gov):
     u, staking = protocol["unlearning"], protocol["staking"]
-    staking.requestUnbond(MIN_STAKE - 10, {"from": staked_aggregator})  # 10 active, rest pending
+    u.setDefaultAggregator(staked_aggregator, {"from": gov})
     req = new_request()
-    # the aggregator acknowledged nothing (it is below min stake now); make it the default
-    u.setDefaultAggregator(staked_aggregator, {"from": u.governor()})
-    staking.slash(staked_aggregator, MIN_STAKE - 20, b32("earlier"), {"from": u.governor()})
+    staking.requestUnbond(MIN_STAKE - 10, {"from": staked_aggregator})  # 10 active, rest pending
+    staking.slash(staked_aggregator, MIN_STAKE - 20, b32("earlier"), {"from": gov})
     assert staking.slashableOf(staked_aggregator) == 20
     advance(RESPONSE_WINDOW + 1)
     tx = u.slashMissed(req, {"from": rando})
     assert tx.events["AggregatorSlashed"]["amount"] == 20
     assert staking.slashableOf(staked_aggregator) == 0
-    # with nothing left the request is still closed, for 0
+    # with nothing left the request is still settled, for 0
     req2 = new_request()
     advance(RESPONSE_WINDOW + 1)
     tx = u.slashMissed(req2, {"from": rando})
@@ -330,6 +418,23 @@ def test_completed_request_cannot_be_slashed(protocol, new_request, staked_aggre
         u.slashMissed(req, {"from": rando})
 
 
+def test_governor_voids_a_junk_request_and_keeps_the_bond(
+    protocol, new_request, staked_aggregator, gov, rando, members
+):
+    u, token, staking = protocol["unlearning"], protocol["token"], protocol["staking"]
+    req = new_request()
+    u.acknowledge(req, {"from": staked_aggregator})
+    with brownie.reverts(err("UnlearningNotGovernor", rando)):
+        u.voidRequest(req, b32("junk"), {"from": rando})
+    treasury = token.balanceOf(gov)
+    tx = u.voidRequest(req, b32("junk"), {"from": gov})
+    assert tx.events["RequestVoided"] == {"requestId": req, "reasonHash": b32("junk")}
+    assert tx.events["RequestSettled"]["forfeited"] == REQUEST_BOND
+    assert token.balanceOf(gov) == treasury + REQUEST_BOND
+    assert staking.lockedOf(staked_aggregator) == 0
+    assert u.getRequest(req)[2] == VOIDED
+
+
 def test_set_default_aggregator_by_non_governor_reverts(protocol, rando):
     with brownie.reverts(err("UnlearningNotGovernor", rando)):
         protocol["unlearning"].setDefaultAggregator(rando, {"from": rando})
@@ -337,9 +442,10 @@ def test_set_default_aggregator_by_non_governor_reverts(protocol, rando):
 
 def test_views_report_constructor_arguments(protocol, gov):
     u = protocol["unlearning"]
-    assert (u.responseWindow(), u.slashAmount(), u.governor(), u.defaultAggregator()) == (
+    assert (u.responseWindow(), u.slashAmount(), u.requestBond(), u.token(), u.defaultAggregator()) == (
         RESPONSE_WINDOW,
         SLASH_AMOUNT,
-        gov.address,
+        REQUEST_BOND,
+        protocol["token"].address,
         ZERO_ADDRESS,
     )

@@ -75,7 +75,7 @@ def test_protocol_deploy_transact_revert_and_scan_over_json_rpc(
     tx.transact(p.Staking.functions.stake(min_stake))
     tx.transact(p.Membership.functions.join(b"\x07" * 32, "ipfs://org"))
     deadline = w3.eth.get_block("latest")["timestamp"] + 600
-    gov.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18))
+    gov.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18, 1000))
     tx.transact(p.Rounds.functions.submitUpdate(1, b"\x02" * 32, 5, b"\x03" * 32))
     with pytest.raises(ContractRevertError) as info:
         tx.transact(p.Rounds.functions.submitUpdate(1, b"\x04" * 32, 5, b"\x03" * 32))

@@ -132,7 +132,7 @@ def test_protocol_reverts_are_decoded_with_the_protocol_errors(w3: Web3, account
 
     aggregator = Transactor(w3, accounts[0], build_dir=build_dir)
     deadline = w3.eth.get_block("latest")["timestamp"] + 3600
-    aggregator.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18))
+    aggregator.transact(p.Rounds.functions.openRound(b"\x01" * 32, deadline, 10**18, 1000))
     org.transact(p.Rounds.functions.submitUpdate(1, b"\x02" * 32, 10, b"\x03" * 32))
     with pytest.raises(ContractRevertError) as info:
         org.transact(p.Rounds.functions.submitUpdate(1, b"\x04" * 32, 10, b"\x03" * 32))
@@ -182,15 +182,22 @@ def _load_script(name: str):
     return module
 
 
-def test_protocol_params_have_the_defaults_and_env_names_of_scripts_deploy() -> None:
-    script = _load_script("deploy")
-    ours, theirs = ProtocolParams(), script.DeployParams()
-    for name in ("initial_supply", "min_stake", "unbond_delay", "response_window", "slash_amount",
-                 "org_tokens", "reward_pool"):
-        assert getattr(ours, name) == getattr(theirs, name), name
-    env = {"ORCH_MIN_STAKE": "5e20", "ORCH_UNBOND_DELAY": "60"}
-    assert ProtocolParams.from_env(env).min_stake == script.DeployParams.from_env(env).min_stake == 5 * 10**20
-    assert ProtocolParams.from_env(env).unbond_delay == 60
+def test_scripts_deploy_is_a_front_end_of_deploy_protocol() -> None:
+    """One deployment implementation: the brownie scripts call the orchestrator's deployer."""
+    from orchestrator.chain import contracts
+
+    deploy, anchor = _load_script("deploy"), _load_script("deploy_anchor")
+    assert deploy.deploy_protocol is contracts.deploy_protocol
+    assert anchor.deploy_anchor is contracts.deploy_anchor
+    assert not hasattr(deploy, "DeployParams")
+
+    class Acct:
+        address = "0x" + "ab" * 20
+
+    local = deploy.local_params(Acct(), "development", [Acct()])
+    assert local.local and local.orgs == (Web3.to_checksum_address(Acct.address),)
+    remote = deploy.local_params(Acct(), "sepolia", [Acct()])
+    assert not remote.local and remote.orgs == () and remote.network == "sepolia"
 
 
 def test_protocol_params_validate_their_values() -> None:

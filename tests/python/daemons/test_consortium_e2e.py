@@ -115,9 +115,11 @@ def test_every_anchored_record_verifies_on_the_public_chain(tiny_demo: DemoResul
     public_anchor = tiny_demo.consortium.anchor.contract("PublicAnchor")
     batch = json.loads(tiny_demo.consortium.store.cat(anchor["batch_cid"]))
     rec = batch["records"][0]
-    bad_leaf = bytes.fromhex(rec["leaf"][2:])[::-1]
+    record = bytes.fromhex(rec["record"][2:])
     proof = [bytes.fromhex(p[2:]) for p in rec["proof"]]
-    assert not public_anchor.functions.verify(anchor["anchor_id"], bad_leaf, proof).call()
+    assert public_anchor.functions.verify(anchor["anchor_id"], record, proof).call()
+    forged = record[:-1] + bytes([record[-1] ^ 1])  # another event digest
+    assert not public_anchor.functions.verify(anchor["anchor_id"], forged, proof).call()
 
 
 def test_report_is_written_with_plot(tiny_demo: DemoResult) -> None:

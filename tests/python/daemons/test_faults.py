@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.chain.errors import ContractRevertError
+from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons.consortium import send
 from orchestrator.daemons.demo import DemoConfig, Setup, build_setup, drive
 from orchestrator.errors import DaemonError
 from orchestrator.storage import adapters as sealed
-from orchestrator.storage.cid import bytes32_to_cid, cid_to_bytes32
+from orchestrator.storage.cid import cid_to_bytes32
 
 ROUND_OPEN, ROUND_FINALIZED = 1, 3
 
@@ -42,7 +43,7 @@ def test_tampered_adapter_is_rejected_on_chain_and_the_round_still_finalizes(set
     # A real adapter from an honest trainer, then the attacker flips one ciphertext byte.
     for t in setup.trainers.values():
         t.tick()
-    honest_cid = bytes32_to_cid(bytes(rounds.functions.getSubmission(round_id, cons.orgs["business"].address).call()[0]))
+    honest_cid = reader_for(cons.protocol).get(round_id, cons.orgs["business"].address).cid
     blob = bytearray(cons.store.cat(honest_cid))
     blob[-10] ^= 0xFF
     bad_cid = cons.store.add_bytes(bytes(blob))
@@ -110,10 +111,9 @@ def test_circuit_breaker_stops_a_daemon_that_keeps_failing(setup: Setup) -> None
 
 def test_adapters_are_readable_only_by_the_aggregator_and_the_org(setup: Setup) -> None:
     cons = setup.consortium
-    rounds = cons.protocol.contract("Rounds")
     round_id = _open_round(setup)
     setup.trainers["business"].tick()
-    cid = bytes32_to_cid(bytes(rounds.functions.getSubmission(round_id, cons.orgs["business"].address).call()[0]))
+    cid = reader_for(cons.protocol).get(round_id, cons.orgs["business"].address).cid
     blob = cons.store.cat(cid)
     assert sorted(sealed.sealed_recipients(blob)) == sorted(
         [cons.aggregator.address.lower(), cons.orgs["business"].address.lower()])

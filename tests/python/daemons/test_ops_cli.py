@@ -98,7 +98,7 @@ def test_an_rpc_answering_an_http_error_is_one_line_without_the_credentials(
         assert "operator" not in err and "apikey=***" in err
 
 
-def test_deploy_join_stake_and_status_on_anvil_keep_secrets_out_of_manifest_and_output(tmp_path: Path) -> None:
+def test_deploy_join_stake_status_and_leave_on_anvil_keep_secrets_out_of_manifest_and_output(tmp_path: Path) -> None:
     with AnvilProcess() as node:
         w3 = connect(node.url)
         deployer, org = funded_accounts(w3, 2)
@@ -115,10 +115,14 @@ def test_deploy_join_stake_and_status_on_anvil_keep_secrets_out_of_manifest_and_
         assert outputs[-1].returncode == 0 and "joined as sport" in outputs[-1].stdout, outputs[-1].stderr
         outputs.append(_run(["org", "stake", "5", "--rpc-url", secret_url], org_env, tmp_path))
         assert outputs[-1].returncode == 0, outputs[-1].stderr
-        outputs.append(_run(["status", "--json", "--rpc-url", secret_url, "--state-dir", str(tmp_path / "none")],
-                            env, tmp_path))
+        status_cmd = ["status", "--json", "--rpc-url", secret_url, "--state-dir", str(tmp_path / "none")]
+        outputs.append(_run(status_cmd, env, tmp_path))
         assert outputs[-1].returncode == 0, outputs[-1].stderr
-    status = json.loads(outputs[-1].stdout)
+        status = json.loads(outputs[-1].stdout)
+        outputs.append(_run(["org", "leave", "--rpc-url", secret_url], org_env, tmp_path))
+        assert outputs[-1].returncode == 0 and "left" in outputs[-1].stdout, outputs[-1].stderr
+        outputs.append(_run(status_cmd, env, tmp_path))
+        assert json.loads(outputs[-1].stdout)["members"] == []  # left: no longer a member
     (member,) = status["members"]
     assert member["address"] == org.address and member["name"] == "ledgerlora://org/sport"
     assert member["stake"] == (100 + 5) * 10**18  # the minimum stake from join, then 5 more

@@ -18,7 +18,7 @@ import pytest
 from orchestrator.chain.anvil import AnvilProcess, find_anvil
 from orchestrator.chain.connection import connect, funded_accounts
 from orchestrator.daemons import modelbook
-from orchestrator.daemons.consortium import deploy_consortium, send
+from orchestrator.daemons.consortium import deploy_consortium, request_unlearning
 from orchestrator.daemons.demo import drive
 from orchestrator.daemons.rewards import rewards_settled, round_report
 from orchestrator.daemons.unlearner import REQ_COMPLETED, SCOPE_ORG, UnlearningDaemon
@@ -98,7 +98,7 @@ def test_unlearning_on_the_flower_driven_consortium_completes_with_a_rederivable
     before = modelbook.current_inputs(node)
     unlearning = cons.protocol.contract("Unlearning")
     forgotten = cons.orgs["politics"]
-    request_id = _request_unlearning(cons, forgotten)
+    request_id = request_unlearning(cons.private, cons.protocol, forgotten.account, forgotten.address, SCOPE_ORG)
     executor = UnlearningDaemon(node, cons.aggregator.enc_private, cons.aggregator_keys(), {})
     drive([executor], lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED, max_ticks=20)
     new_cid = bytes32_to_cid(bytes(unlearning.functions.getRequest(request_id).call()[6]))
@@ -107,19 +107,6 @@ def test_unlearning_on_the_flower_driven_consortium_completes_with_a_rederivable
     audit = modelbook.rederive(node, after, modelbook.merge_recipients(node, cons.aggregator_keys()),
                                cons.aggregator.enc_private, tmp / "auditor")
     assert audit.cid == new_cid
-
-
-def _request_unlearning(cons, who) -> int:
-    """The org asks from its own wallet (posting the request bond where the protocol asks for one)."""
-    from orchestrator.daemons import consortium
-
-    helper = getattr(consortium, "request_unlearning", None)
-    if helper is not None:
-        return int(helper(cons.private, cons.protocol, who.account, who.address, SCOPE_ORG))
-    unlearning = cons.protocol.contract("Unlearning")
-    receipt = send(cons.private, who.account, unlearning.functions.requestUnlearning(
-        who.address, SCOPE_ORG, b"\x00" * 32, b"\x01" * 32))
-    return int(unlearning.events.UnlearningRequested().process_receipt(receipt)[0]["args"]["requestId"])
 
 
 def _reader(cons, state: Path):

@@ -396,3 +396,33 @@ def test_truncated_weights_file_is_rejected(lora, tmp_path):
     (bad / WEIGHTS).write_bytes(raw[: len(raw) - 100])
     with pytest.raises(AdapterValidationError, match=WEIGHTS):
         validate_adapter(bad)
+
+
+# ------------------------------------------------------------------ binding (finding 4)
+def test_finding4_blob_bound_to_another_submitter_is_refused(keys):
+    """A blob sealed for Alice's round-3 submission, presented as Bob's, fails its binding."""
+    from orchestrator.storage.adapters import submission_context
+    from orchestrator.storage.errors import BindingMismatchError
+
+    rounds = "0x" + "11" * 20
+    alice_ctx = submission_context(1337, rounds, 3, ALICE)
+    blob = seal(b"adapter", _recipients(keys, ALICE, BOB), context=alice_ctx)
+    assert open_sealed(blob, BOB, keys[BOB][0], expect_context=alice_ctx) == b"adapter"
+    for wrong in (submission_context(1337, rounds, 3, BOB), submission_context(1337, rounds, 4, ALICE),
+                  submission_context(1338, rounds, 3, ALICE)):
+        with pytest.raises(BindingMismatchError, match="copied or replayed"):
+            open_sealed(blob, BOB, keys[BOB][0], expect_context=wrong)
+
+
+def test_rewriting_the_binding_in_the_header_fails_authentication(keys):
+    """The context is part of the authenticated header: a copier cannot re-label the blob."""
+    from orchestrator.storage.adapters import sealed_context, submission_context
+
+    rounds = "0x" + "11" * 20
+    alice_ctx, bob_ctx = (submission_context(1337, rounds, 3, who) for who in (ALICE, BOB))
+    blob = seal(b"adapter", _recipients(keys, ALICE, BOB), context=alice_ctx)
+    assert sealed_context(blob) == alice_ctx and len(alice_ctx) == len(bob_ctx)
+    relabelled = blob.replace(alice_ctx, bob_ctx, 1)
+    assert sealed_context(relabelled) == bob_ctx
+    with pytest.raises(DecryptionError, match="tampered"):
+        open_sealed(relabelled, BOB, keys[BOB][0], expect_context=bob_ctx)
