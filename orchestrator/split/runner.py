@@ -30,6 +30,8 @@ from orchestrator.split.model import LoraSpec
 log = logging.getLogger(__name__)
 
 RUN_MODES = ("sequential", "batched", "hierarchical")
+#: loading a model in a new process can take minutes on a loaded machine
+START_TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -397,7 +399,7 @@ def run_split_training(
     try:
         # replica 0 and every client load their models concurrently; other replicas need
         # replica 0's URL (their sync hub), so they start once it listens
-        first = ServerProcess(server_cfg(0, None), wait=False)
+        first = ServerProcess(server_cfg(0, None), START_TIMEOUT_S, wait=False)
         servers.append(first)
         results = ctx.Queue()
         for i, cid in enumerate(ids):
@@ -428,7 +430,10 @@ def run_split_training(
             procs.append(p)
             pipes.append(send_end)
         first.wait_ready()
-        others = [ServerProcess(server_cfg(g, first.url), wait=False) for g in range(1, replicas)]
+        others = [
+            ServerProcess(server_cfg(g, first.url), START_TIMEOUT_S, wait=False)
+            for g in range(1, replicas)
+        ]
         servers.extend(srv.wait_ready() for srv in others)
         for i, send_end in enumerate(pipes):
             srv = servers[i % replicas]
