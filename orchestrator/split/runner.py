@@ -89,17 +89,9 @@ class SplitTrainConfig:
             raise ValueError(f"seq_len must be >= 4, got {self.seq_len}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        from orchestrator.split.server import SERVER_LORA, SYNC_MODES
+        from orchestrator.split.server import check_server_choices
 
-        if self.sync not in SYNC_MODES:
-            raise ValueError(f"sync must be one of {SYNC_MODES}, got {self.sync!r}")
-        if self.server_lora not in SERVER_LORA:
-            raise ValueError(f"server_lora must be one of {SERVER_LORA}, got {self.server_lora!r}")
-        if self.server_lora == "per-client" and self.mode == "batched":
-            raise ValueError(
-                "per-client server adapters need one server pass per client; use mode "
-                "sequential or hierarchical (replicas then serve disjoint clients, no sync)"
-            )
+        check_server_choices(self.mode, self.sync, self.server_lora)
         self.exclude = tuple(sorted(set(int(i) for i in self.exclude)))
         bad = [i for i in self.exclude if not 0 <= i < self.clients]
         if bad:

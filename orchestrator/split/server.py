@@ -68,6 +68,20 @@ SYNC_MODES = ("grads", "adam", "weights")
 #: server LoRA (and Adam) per client, trained only on that client's activations, so a client's
 #: full adapter depends on its own data alone and forgetting it is an exact re-merge.
 SERVER_LORA = ("shared", "per-client")
+
+
+def check_server_choices(mode: str, sync: str, server_lora: str) -> None:
+    """Refuse an unknown sync or server-LoRA setting, and per-client adapters in batched mode
+    (one batched pass cannot apply a different adapter per client)."""
+    if sync not in SYNC_MODES:
+        raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
+    if server_lora not in SERVER_LORA:
+        raise ValueError(f"server_lora must be one of {SERVER_LORA}, got {server_lora!r}")
+    if server_lora == "per-client" and mode == "batched":
+        raise ValueError(
+            "per-client server adapters need one server pass per client; use mode "
+            "sequential or hierarchical (replicas then serve disjoint clients)"
+        )
 MAX_BODY = 512 * 1024 * 1024
 
 
@@ -104,15 +118,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"server mode must be one of {MODES}, got {self.mode!r}")
-        if self.sync not in SYNC_MODES:
-            raise ValueError(f"sync must be one of {SYNC_MODES}, got {self.sync!r}")
-        if self.server_lora not in SERVER_LORA:
-            raise ValueError(f"server_lora must be one of {SERVER_LORA}, got {self.server_lora!r}")
-        if self.server_lora == "per-client" and self.mode == "batched":
-            raise ValueError(
-                "per-client server adapters need one server pass per client; use mode "
-                "'sequential' (hierarchical runs shard clients over sequential replicas)"
-            )
+        check_server_choices(self.mode, self.sync, self.server_lora)
         if not self.clients:
             raise ValueError("a split server needs at least one allow-listed client")
         for cid, pub in self.clients.items():
