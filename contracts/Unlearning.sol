@@ -13,7 +13,8 @@ import {IUnlearning} from "../interfaces/IUnlearning.sol";
 
 /// @title Unlearning
 /// @notice Bonded unlearning requests with a response deadline, receipts, sample-level
-/// replacements by the org's own trainer, and slashing of the answerable aggregator on a miss.
+/// replacements by the org's own trainer, replays by the other members of a grouped
+/// collaboration, and slashing of the answerable aggregator on a miss.
 /// @dev Needs REGISTRAR_ROLE and REVOKER_ROLE on the registry (REVOKER_ROLE also lets it replace
 /// submissions in Rounds) and SLASHER_ROLE and LOCKER_ROLE on Staking. Slash reasons are
 /// `bytes32(requestId)`. Holds the requesters' bonds only.
@@ -29,7 +30,7 @@ contract Unlearning is IUnlearning, ReentrancyGuardTransient {
         RequestState state; // slot 0
         uint64 deadline; // slot 0
         address aggregator; // slot 1: answerable (fixed at request / acknowledger), then completer
-        uint32 replacements; // slot 1: Samples contributions replaced
+        uint32 replacements; // slot 1: contributions replaced (Samples) or replayed (Org / Round)
         uint64 roundsAtRequest; // slot 1: round count when requested (Org / Samples liveness)
         bytes32 target; // slot 2
         bytes32 newModelCid; // slot 3
@@ -165,11 +166,27 @@ contract Unlearning is IUnlearning, ReentrancyGuardTransient {
         if (msg.sender != org) revert UnlearningNotRequestOrg(msg.sender, org);
         if (q.scope != Scope.Samples) revert UnlearningWrongScope(requestId, q.scope);
         if (q.state != RequestState.Requested) revert UnlearningWrongState(requestId, q.state);
-        if (block.timestamp > q.deadline) revert UnlearningDeadlinePassed(requestId, q.deadline);
-        if (!_registry.isLive(roundId, org)) revert UnlearningNotLive(roundId, org);
-        ++q.replacements;
-        emit ContributionReplaced(requestId, roundId, org);
-        _rounds.replaceSubmission(roundId, org, adapterCid, numSamples, dataCommitment, requestId);
+        _replace(requestId, q, roundId, org, adapterCid, numSamples, dataCommitment);
+    }
+
+    /// @inheritdoc IUnlearning
+    function replayContribution(
+        uint256 requestId,
+        uint256 roundId,
+        bytes32 adapterCid,
+        uint64 numSamples,
+        bytes32 dataCommitment
+    ) external {
+        Request storage q = _existing(requestId);
+        Scope scope = q.scope;
+        if (scope == Scope.Samples) revert UnlearningWrongScope(requestId, scope);
+        if (msg.sender == q.org) revert UnlearningRequestOrgReplay(requestId, msg.sender);
+        _requirePending(requestId, q.state);
+        uint256 fromRound = scope == Scope.Org ? 1 : uint256(q.target);
+        if (roundId < fromRound || roundId > q.roundsAtRequest) {
+            revert UnlearningReplayOutOfRange(requestId, roundId, fromRound, q.roundsAtRequest);
+        }
+        _replace(requestId, q, roundId, msg.sender, adapterCid, numSamples, dataCommitment);
     }
 
     /// @inheritdoc IUnlearning
@@ -326,6 +343,24 @@ contract Unlearning is IUnlearning, ReentrancyGuardTransient {
     /// @inheritdoc IUnlearning
     function token() external view returns (address) {
         return address(_token);
+    }
+
+    /// @dev Shared tail of {replaceContribution} and {replayContribution}: the deadline, the
+    /// liveness of `org`'s contribution in `roundId`, then the effects and the call to Rounds.
+    function _replace(
+        uint256 requestId,
+        Request storage q,
+        uint256 roundId,
+        address org,
+        bytes32 adapterCid,
+        uint64 numSamples,
+        bytes32 dataCommitment
+    ) private {
+        if (block.timestamp > q.deadline) revert UnlearningDeadlinePassed(requestId, q.deadline);
+        if (!_registry.isLive(roundId, org)) revert UnlearningNotLive(roundId, org);
+        ++q.replacements;
+        emit ContributionReplaced(requestId, roundId, org);
+        _rounds.replaceSubmission(roundId, org, adapterCid, numSamples, dataCommitment, requestId);
     }
 
     function _existing(uint256 requestId) private view returns (Request storage q) {

@@ -68,6 +68,12 @@ interface IUnlearning {
     error UnlearningZeroModelCid(uint256 requestId);
     /// @notice `caller` is not the org `org` of the Samples request (only its own trainer replaces).
     error UnlearningNotRequestOrg(address caller, address org);
+    /// @notice `caller` is the org of request `requestId`: the org being forgotten cannot replay.
+    error UnlearningRequestOrgReplay(uint256 requestId, address caller);
+    /// @notice Round `roundId` cannot be replayed for request `requestId`: only rounds
+    /// `[fromRound, roundsAtRequest]` (Org: from 1; Round r: from r; up to the round count when
+    /// the request was made).
+    error UnlearningReplayOutOfRange(uint256 requestId, uint256 roundId, uint256 fromRound, uint256 roundsAtRequest);
     /// @notice Samples request `requestId` cannot complete before the org replaced a contribution.
     error UnlearningNotReplaced(uint256 requestId);
     /// @notice The contribution of `org` in round `roundId` is not live (cannot be replaced).
@@ -91,8 +97,10 @@ interface IUnlearning {
     event RequestBonded(uint256 indexed requestId, address indexed requester, address indexed aggregator, uint256 bond);
     /// @notice `aggregator` took responsibility for request `requestId` (and locked `slashAmount()` of stake).
     event UnlearningAcknowledged(uint256 indexed requestId, address indexed aggregator);
-    /// @notice For Samples request `requestId`, `org` replaced its contribution in round `roundId`
-    /// (the new CID and data commitment are in Rounds' `SubmissionReplaced`).
+    /// @notice For request `requestId`, `org` replaced its contribution in round `roundId`: the
+    /// request's org for a Samples request ({replaceContribution}), another member replaying its
+    /// round for an Org / Round request ({replayContribution}). The new CID and data commitment
+    /// are in Rounds' `SubmissionReplaced`.
     event ContributionReplaced(uint256 indexed requestId, uint256 indexed roundId, address indexed org);
     /// @notice Receipt of request `requestId`: version `versionId` (model `newModelCid`) without the
     /// data committed by `removedRoot`, verified by the figures hashed in `metricsHash`.
@@ -142,6 +150,25 @@ interface IUnlearning {
     /// - the org's contribution in `roundId` is live; Rounds' replaceSubmission requirements.
     /// Emits {ContributionReplaced} (and Rounds' `SubmissionReplaced`).
     function replaceContribution(
+        uint256 requestId,
+        uint256 roundId,
+        bytes32 adapterCid,
+        uint64 numSamples,
+        bytes32 dataCommitment
+    ) external;
+
+    /// @notice Grouped collaboration: while the Org / Round request `requestId` is pending, a
+    /// member other than the request's org replaces its own contribution of round `roundId` by
+    /// its replay without the forgotten org (members of the org's group retrain the rounds that
+    /// descend from the removed contributions; the executor merges the replays off chain and
+    /// decides when the replay is complete).
+    /// Requirements:
+    /// - the request is a pending (Requested or Acknowledged) Org or Round request before its deadline;
+    /// - caller is not the request's org;
+    /// - `roundId` is in `[fromRound, roundsAtRequest]` (Org: from 1; Round r: from r);
+    /// - the caller's contribution in `roundId` is live; Rounds' replaceSubmission requirements.
+    /// Emits {ContributionReplaced} (and Rounds' `SubmissionReplaced` with `requestId`).
+    function replayContribution(
         uint256 requestId,
         uint256 roundId,
         bytes32 adapterCid,

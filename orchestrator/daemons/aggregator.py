@@ -18,6 +18,12 @@ tree's total (the rest of the budget returns to the pool). The report's CID is t
 ``metricsHash`` on chain, so anyone can fetch it, rebuild the rewards tree and check the root
 and the total.
 
+Grouped mode (the round config's ``groups``): the model is the exact stack of each group's
+FedAvg of its members' latest round (:mod:`orchestrator.daemons.grouped`); the report lists the
+groups (round, weight, members). No round opens while an Org / Round request of a grouped
+consortium is pending: its group is replaying, and a round trained meanwhile would descend from
+the forgotten org.
+
 A round that reaches its deadline with no submission is cancelled (its budget returns to the
 pool) and the next one opened; cancelled rounds do not count towards the plan's rounds.
 """
@@ -31,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.chain.submissions import reader_for
-from orchestrator.daemons import modelbook
+from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node, RetryLater
 from orchestrator.daemons.rewards import build_table, score_round
 from orchestrator.daemons.roundconfig import RoundConfig
@@ -128,11 +134,26 @@ class AggregatorDaemon(Daemon):
                 self._log_waiting(count, int(deadline) - int(now))
         elif (state in (ROUND_FINALIZED, ROUND_CANCELLED) and self.plan.config is not None
               and count - self.cancelled_rounds() < self.plan.rounds):
-            if members >= self.plan.min_members:
+            if self._replay_pending():
+                if self._status_due():
+                    self.log.warning("%s: a grouped replay is pending; the next round opens after its receipt",
+                                     self.name)
+            elif members >= self.plan.min_members:
                 self.open_round()
             elif self._status_due():
                 self.log.warning("%s: waiting for members before opening a round: %d of at least %d have joined",
                                  self.name, members, self.plan.min_members)
+
+    def _replay_pending(self) -> bool:
+        """Grouped mode: an Org / Round request is pending (its group is replaying)."""
+        if self.plan.config is None or self.plan.config.mode != "grouped":
+            return False
+        unlearning = self.node.contract("Unlearning")
+        for request_id in range(int(unlearning.functions.requestCount().call()), 0, -1):
+            _org, scope, state = unlearning.functions.getRequest(request_id).call()[:3]
+            if scope != 2 and state in (1, 2):  # Org / Round, Requested / Acknowledged
+                return True
+        return False
 
     def _status_due(self) -> bool:
         now = time.monotonic()
@@ -187,14 +208,17 @@ class AggregatorDaemon(Daemon):
         config = self._config_of(round_id)
         started = time.perf_counter()
         rejected = self._verify_submissions(round_id)
-        inputs = modelbook.current_inputs(self.node, up_to_round=round_id)
+        groups = grouped.group_inputs(self.node, config.groups, up_to_round=round_id) if config.groups else None
+        inputs = grouped.flat(groups) if groups is not None else modelbook.current_inputs(self.node, up_to_round=round_id)
         try:
             dirs = modelbook.fetch_inputs(self.node, inputs, self.encryption_key, self.work / "adapters")
         except StorageError as exc:  # they were all readable a moment ago, or were accepted earlier
             raise _local_fault(self.node, None, exc) from exc
         recipients = modelbook.merge_recipients(self.node, config.recipient_keys())
         learning_started = time.perf_counter()
-        merged = modelbook.merge_and_store(self.node, inputs, dirs, recipients, self.work / f"merged-round-{round_id}")
+        out = self.work / f"merged-round-{round_id}"
+        merged = (grouped.merge_and_store(self.node, groups, dirs, recipients, out) if groups is not None
+                  else modelbook.merge_and_store(self.node, inputs, dirs, recipients, out))
 
         from orchestrator.learning.api import evaluate_perplexity
 
@@ -214,6 +238,7 @@ class AggregatorDaemon(Daemon):
             "round": round_id,
             "mode": config.mode,
             **merged.describe(),
+            **({"groups": [g.describe() for g in groups]} if groups is not None else {}),
             "rejected": rejected,
             "scores": scores,
             "contributions": contributions.to_json(),

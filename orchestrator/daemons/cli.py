@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--unlearn", default="sport", help="the org (topic) that asks to be forgotten (default sport)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per org and round (default per model)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data splits and training (default 0)")
+    demo.add_argument("--groups", type=int, default=0,
+                      help="0: isolated orgs (default); G >= 1: grouped collaboration in G groups (FedAvg inside a "
+                           "group, exact stacking across; forgetting an org replays only its group)")
     demo.add_argument("--agents", action="store_true",
                       help="trainers are Q-learning agents choosing each round to skip or train at low/medium/high; "
                            "prints each org's decisions and rewards")

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.chain.connection import connect, funded_accounts
-from orchestrator.daemons import modelbook
+from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.aggregator import AggregatorDaemon, RoundPlan
 from orchestrator.daemons.base import Daemon
 from orchestrator.daemons.consortium import TOKEN, Consortium, deploy_consortium, request_unlearning
@@ -58,6 +58,9 @@ class DemoConfig:
     seed: int = 0
     quiet: bool = False
     agents: bool = False  # trainers are Q-learning agents (agents.policy) choosing skip/low/medium/high
+    #: 0: isolated mode; G >= 1: grouped collaboration in G groups (round-robin over the sorted
+    #: org names, federation.assign_groups), fixed in the round config
+    groups: int = 0
 
     def __post_init__(self) -> None:
         if not 2 <= self.orgs <= len(TOPICS):
@@ -68,6 +71,8 @@ class DemoConfig:
             raise ConfigError(
                 f"--unlearn {self.unlearn!r} is not one of the {self.orgs} orgs {TOPICS[: self.orgs]}"
             )
+        if not 0 <= self.groups <= self.orgs:
+            raise ConfigError(f"--groups must be between 0 (isolated) and --orgs ({self.orgs}), got {self.groups}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"--steps must be at least 1, got {self.steps}")
 
@@ -142,7 +147,13 @@ def build_setup(cfg: DemoConfig, state: Path, on_step: Callable[[str], None] | N
     from orchestrator.learning.api import TrainConfig
 
     train = TrainConfig(steps=steps, batch_size=d["batch_size"], seq_len=d["seq_len"], lr=d["lr"], seed=cfg.seed)
-    round_cfg = RoundConfig(model=cfg.model, mode="isolated", train=train.to_dict(),
+    groups = {}
+    if cfg.groups:
+        from orchestrator.learning.federation import assign_groups
+
+        groups = {cons.orgs[n].address.lower(): g for n, g in assign_groups(names, cfg.groups).items()}
+    round_cfg = RoundConfig(model=cfg.model, mode="grouped" if groups else "isolated", train=train.to_dict(),
+                            groups=groups,
                             aggregator_keys={cons.aggregator.address: cons.aggregator.enc_public.hex()},
                             eval_seq_len=d["seq_len"], eval_batch_size=8)
     agg_node = cons.node(cons.aggregator, state / "aggregator")
@@ -220,7 +231,9 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
                 close_when_everyone_decided(rounds, cons.private, setup.trainers)
 
         drive(daemons, rounds_done, on_tick=tick_rounds)
-        before = modelbook.current_inputs(agg_node)
+        group_of = setup.aggregator.plan.config.groups if setup.aggregator.plan.config else {}
+        before = grouped.flat(grouped.group_inputs(agg_node, group_of)) if group_of else \
+            modelbook.current_inputs(agg_node)
 
         # The right to be forgotten: the org asks from its own wallet.
         progress.update(bar, advance=1, description=f"{cfg.unlearn} requests unlearning")
@@ -233,9 +246,14 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
 
         # An auditor re-derives the new model from the remaining adapters' CIDs on chain.
         new_cid = bytes32_to_cid(bytes(unlearning.functions.getRequest(request_id).call()[6]))
-        after = modelbook.current_inputs(agg_node)
-        audit = modelbook.rederive(agg_node, after, modelbook.merge_recipients(agg_node, cons.aggregator_keys()),
-                                   cons.aggregator.enc_private, state / "auditor")
+        recipients = modelbook.merge_recipients(agg_node, cons.aggregator_keys())
+        if group_of:  # grouped: each group's FedAvg (the forgotten org's group replayed), stacked
+            after_groups = grouped.group_inputs(agg_node, group_of)
+            after = grouped.flat(after_groups)
+            audit = grouped.rederive(agg_node, after_groups, recipients, cons.aggregator.enc_private, state / "auditor")
+        else:
+            after = modelbook.current_inputs(agg_node)
+            audit = modelbook.rederive(agg_node, after, recipients, cons.aggregator.enc_private, state / "auditor")
         progress.update(bar, advance=1, description="relayer anchors the private chain on the public chain")
 
         batch = relayer.anchor_once()
@@ -405,7 +423,7 @@ def print_agents(table: dict[str, list[dict[str, Any]]], console: Console) -> No
 def demo_config_from_args(args: Any) -> DemoConfig:
     fields = {k: getattr(args, k) for k in ("model", "orgs", "rounds", "unlearn", "out", "steps", "seed")}
     fields["out"] = Path(fields["out"])
-    return DemoConfig(**fields, agents=bool(getattr(args, "agents", False)))
+    return DemoConfig(**fields, agents=bool(getattr(args, "agents", False)), groups=int(getattr(args, "groups", 0)))
 
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo", "drive", "asdict"]

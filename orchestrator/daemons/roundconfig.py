@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 
-MODES = ("isolated", "collaborative")
+MODES = ("isolated", "collaborative", "grouped")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class RoundConfig:
     train: dict[str, Any] = field(default_factory=dict)
     #: checksummed aggregator address -> X25519 public key (hex); adapters are sealed for these.
     aggregator_keys: dict[str, str] = field(default_factory=dict)
+    #: grouped mode only: member address (lower-case hex) -> group number, fixed when the
+    #: consortium forms (SISA over organisations: FedAvg inside a group, exact stacking across)
+    groups: dict[str, int] = field(default_factory=dict)
     #: evaluation settings for scoring and unlearning verification
     eval_seq_len: int = 64
     eval_batch_size: int = 8
@@ -37,6 +40,30 @@ class RoundConfig:
         for addr, key in self.aggregator_keys.items():
             if len(bytes.fromhex(key.removeprefix("0x"))) != 32:
                 raise ConfigError(f"aggregator key of {addr} must be 32 bytes of hex, got {key!r}")
+        self._check_groups()
+
+    def _check_groups(self) -> None:
+        if self.mode != "grouped":
+            if self.groups:
+                raise ConfigError(f"groups are only used in mode 'grouped', but mode is {self.mode!r}; "
+                                  "drop the groups or set mode 'grouped'")
+            return
+        if not self.groups:
+            raise ConfigError("mode 'grouped' needs groups: a mapping of member address -> group number")
+        for addr, group in self.groups.items():
+            if not (isinstance(addr, str) and len(addr) == 42 and addr.startswith("0x") and addr == addr.lower()
+                    and all(c in "0123456789abcdef" for c in addr[2:])):
+                raise ConfigError(f"group member {addr!r} must be a lower-case 0x-prefixed 20-byte hex address")
+            if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+                raise ConfigError(f"group of {addr} must be an integer >= 0, got {group!r}")
+
+    def group_of(self, address: str) -> int | None:
+        """The group of member ``address`` (grouped mode), or None when it has none."""
+        return self.groups.get(address.lower())
+
+    def group_members(self, group: int) -> list[str]:
+        """The lower-case addresses of the members of ``group``, sorted."""
+        return sorted(a for a, g in self.groups.items() if g == group)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()

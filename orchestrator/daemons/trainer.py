@@ -14,9 +14,16 @@
   so the contribution in the merge is replaced last and the executor then re-merges).
   :meth:`TrainerDaemon.request_sample_removal` is how the org asks (it posts the bond).
 
+- ``UnlearningRequested`` (Org / Round scope, grouped mode, another member of this org's group):
+  the org replays its rounds that descend from the removed contributions, oldest first, each
+  once the group's previous round is replayed (``periodic``), and ``replayContribution`` puts
+  each replay on chain (:mod:`orchestrator.daemons.grouped`).
+
 In isolated mode an org continues its own latest live adapter from round to round (SISA mode
 trains each round from the base model); in collaborative mode it starts from the latest merged
-model. Every handler first checks the chain, so a restart never submits or claims twice.
+model; in grouped mode from its group's FedAvg of the group's latest earlier round, which it
+derives itself from its group's submissions (sealed for the group). Every org trains with its
+own seed (``TrainConfig.for_round(r - 1).for_org(org name)``). Every handler first checks the chain, so a restart never submits or claims twice.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 from web3.logs import DISCARD
 
 from orchestrator.chain.submissions import reader_for
-from orchestrator.daemons import modelbook
+from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.daemons.rewards import RewardTable
 from orchestrator.daemons.roundconfig import RoundConfig
@@ -103,9 +110,9 @@ class TrainerDaemon(Daemon):
         config_cid = bytes32_to_cid(bytes(event.args["configCid"]))
         config = RoundConfig.from_bytes(self.node.store.cat(config_cid), f"round {round_id} config {config_cid}")
 
-        from orchestrator.learning.api import TrainConfig, train_adapter
+        from orchestrator.learning.api import train_adapter
 
-        train_cfg = TrainConfig.from_dict(config.train).for_round(round_id - 1)  # fresh data order per round
+        train_cfg = self._train_config(config, round_id)
         if self.policy is not None:
             train_cfg = self._ask_policy(round_id, train_cfg)
             if train_cfg is None:
@@ -113,14 +120,16 @@ class TrainerDaemon(Daemon):
         out_dir = self.adapters_dir / f"round-{round_id}"
         learning_started = time.perf_counter()
         if self.shards > 1:
+            if config.mode == "grouped":
+                raise DaemonError(f"trainer {self.org_name}: grouped mode trains one adapter per org; SISA "
+                                  f"shards (shards={self.shards}) are for isolated mode")
             result = self._train_sisa(config, train_cfg, out_dir)
         else:
             init = self._init_adapter(config, round_id)
             result = train_adapter(config.model, self.texts, train_cfg, out_dir, init_adapter=init,
                                    progress=self.progress)
         learning_seconds = time.perf_counter() - learning_started
-        recipients = config.recipient_keys()
-        recipients[me.lower()] = sealed.public_key(self.encryption_key)
+        recipients = self._recipients(config)
         # Bound to this org and round (authenticated header): a copy submitted by anyone else
         # is rejected by the aggregator.
         cid = sealed.store_adapter(self.node.store, result.adapter_dir, recipients,
@@ -134,9 +143,28 @@ class TrainerDaemon(Daemon):
         self.record("submitted", round=round_id, cid=cid, samples=samples, loss=result.final_loss,
                     learning_seconds=learning_seconds)
 
+    def _train_config(self, config: RoundConfig, round_id: int) -> Any:
+        """Round ``round_id``'s training config for this org: a fresh data order per round and the
+        org's own seed (LoRA initialisation and data order), as ``federation.run_rounds`` trains."""
+        from orchestrator.learning.api import TrainConfig
+
+        return TrainConfig.from_dict(config.train).for_round(round_id - 1).for_org(self.org_name)
+
+    def _recipients(self, config: RoundConfig, *, exclude: str | None = None) -> dict[str, bytes]:
+        """Who can open this org's adapter: the aggregators, the org, and in grouped mode its group
+        (each member derives its group's FedAvg itself); ``exclude``: an org being forgotten."""
+        recipients = config.recipient_keys()
+        group = config.group_of(self.node.address)
+        if group is not None:
+            recipients.update(grouped.member_keys(self.node, config, group, exclude=exclude))
+        recipients[self.node.address.lower()] = sealed.public_key(self.encryption_key)
+        return recipients
+
     def _init_adapter(self, config: RoundConfig, round_id: int) -> Path | None:
         if config.mode == "collaborative":
             return self._latest_merged_model()
+        if config.mode == "grouped":
+            return grouped.init_adapter(self.node, config, round_id, self.encryption_key, self.adapters_dir / "group")
         # Continue our own latest live adapter: not a rejected or revoked one, nor one that
         # descends from a removed round (then we continue its ancestor, or start from the base).
         mine = modelbook.live_input(self.node, self.node.address, up_to_round=round_id - 1)
@@ -257,7 +285,10 @@ class TrainerDaemon(Daemon):
         unlearning = self.node.contract("Unlearning")
         request_id = int(event.args["requestId"])
         org, scope, state = unlearning.functions.getRequest(request_id).call()[:3]
-        if scope != SCOPE_SAMPLES or org.lower() != self.node.address.lower() or state not in (1, 2):
+        if scope != SCOPE_SAMPLES:
+            self._join_replay(request_id, org, scope, state, bytes(event.args["target"]))
+            return
+        if org.lower() != self.node.address.lower() or state not in (1, 2):
             return
         target = bytes(event.args["target"])
         path = self.forget_dir / f"{target.hex()}.json"
@@ -291,12 +322,12 @@ class TrainerDaemon(Daemon):
             self._replace(request_id, r, sharded, held)
 
     def _replace(self, request_id: int, round_id: int, sharded: Any, held: list[str]) -> None:
-        from orchestrator.learning.api import TrainConfig, unlearn_samples
+        from orchestrator.learning.api import unlearn_samples
 
         rounds = self.node.contract("Rounds")
         config_cid = bytes32_to_cid(bytes(rounds.functions.getRound(round_id).call()[3]))
         config = RoundConfig.from_bytes(self.node.store.cat(config_cid), f"round {round_id} config {config_cid}")
-        train_cfg = TrainConfig.from_dict(config.train).for_round(round_id - 1)
+        train_cfg = self._train_config(config, round_id)
         out = self.adapters_dir / f"round-{round_id}" / f"sisa-req-{request_id}"
         result = unlearn_samples(config.model, sharded, held, train_cfg, out, progress=self.progress)
         new = result.sharded
@@ -311,6 +342,82 @@ class TrainerDaemon(Daemon):
         _save_sisa(self.adapters_dir / f"round-{round_id}" / "sisa.json", new)
         self.record("replaced", request=request_id, round=round_id, cid=cid, samples=samples,
                     retrained_shards=new.retrained_shards, seconds=result.seconds)
+
+    # -- grouped collaboration: replay our rounds without a forgotten member of our group ----------
+    def _join_replay(self, request_id: int, org: str, scope: int, state: int, target: bytes) -> None:
+        """An Org / Round request of a member of our group: note the replay job (done in periodic)."""
+        if state not in (1, 2) or org.lower() == self.node.address.lower():
+            return
+        at_request = grouped.rounds_at_request(self.node, request_id)
+        if not at_request:
+            return
+        config = grouped.config_of(self.node, at_request)
+        if config.mode != "grouped" or config.group_of(org) != config.group_of(self.node.address) \
+                or config.group_of(org) is None:
+            return
+        jobs = self._replay_jobs()
+        jobs[str(request_id)] = {"org": org, "scope": int(scope), "target": target.hex(), "rounds": at_request}
+        self._save_replay_jobs(jobs)
+        self.record("replay-joined", request=request_id, org=org)
+
+    def periodic(self) -> None:
+        """Advance the grouped replays: each of our rounds once its group's previous round is replayed."""
+        jobs = self._replay_jobs()
+        for key, job in sorted(jobs.items()):
+            if not self._advance_replay(int(key), job):
+                del jobs[key]
+            self._save_replay_jobs(jobs)
+
+    def _advance_replay(self, request_id: int, job: dict[str, Any]) -> bool:
+        """Replay every round that is ready now; False when the job is over."""
+        unlearning = self.node.contract("Unlearning")
+        me = self.node.address
+        while True:
+            state, deadline = unlearning.functions.getRequest(request_id).call()[2:4]
+            if state not in (1, 2) or self.node.w3.eth.get_block("latest")["timestamp"] > deadline:
+                return False
+            config = grouped.config_of(self.node, int(job["rounds"]))
+            status = grouped.replay_status(self.node, config, request_id, job["org"], int(job["scope"]),
+                                           bytes.fromhex(job["target"]), int(job["rounds"]))
+            pending = status.pending()
+            done = set(job.setdefault("done", []))  # replayed here (the chain may not show it yet)
+            mine = [r for m, r in pending if m.lower() == me.lower() and r not in done]
+            if not mine:
+                return False
+            if any(r < mine[0] for _, r in pending):
+                return True  # a member of the group has an earlier round to replay first: wait
+            assert status.from_round is not None
+            self._replay_round(request_id, job["org"], status.from_round, mine[0])
+            job["done"].append(mine[0])
+            self._save_replay_jobs(self._replay_jobs() | {str(request_id): job})
+
+    def _replay_round(self, request_id: int, org: str, from_round: int, round_id: int) -> None:
+        from orchestrator.learning.api import train_adapter
+
+        config = grouped.config_of(self.node, round_id)
+        init = grouped.init_adapter(self.node, config, round_id, self.encryption_key, self.adapters_dir / "group",
+                                    removing=(org, from_round))
+        out = self.adapters_dir / f"round-{round_id}-replay-{request_id}"
+        started = time.perf_counter()
+        result = train_adapter(config.model, self.texts, self._train_config(config, round_id), out,
+                               init_adapter=init, progress=self.progress)
+        cid = sealed.store_adapter(self.node.store, result.adapter_dir, self._recipients(config, exclude=org),
+                                   context=modelbook.binding(self.node, round_id, self.node.address))
+        samples = modelbook.clipped(int(result.num_samples), modelbook.round_cap(self.node, round_id))
+        self.node.send(self.node.contract("Unlearning").functions.replayContribution(
+            request_id, round_id, cid_to_bytes32(cid), samples, self.data_commitment))
+        self.record("replayed", request=request_id, round=round_id, cid=cid, samples=samples,
+                    learning_seconds=time.perf_counter() - started)
+
+    def _replay_jobs(self) -> dict[str, Any]:
+        path = self.node.state_dir / "replays.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_replay_jobs(self, jobs: dict[str, Any]) -> None:
+        path = self.node.state_dir / "replays.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(jobs, sort_keys=True))
+        tmp.replace(path)
 
     def _removed(self) -> set[str]:
         path = self.node.state_dir / "removed-samples.json"

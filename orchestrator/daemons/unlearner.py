@@ -14,7 +14,13 @@ it can answer: the request must still have something live (else it closes the re
 a slash: ``closeRequest``), and every adapter of the new merge must fetch, open and validate.
 Samples scope is never acknowledged: the org's own trainer answers it by replacing its
 contribution(s) (``replaceContribution``); once the org's contribution in the merge is a
-replacement for the request, the executor re-merges and completes. Pending requests whose
+replacement for the request, the executor re-merges and completes.
+Grouped collaboration (the round config's ``groups``): an Org / Round request is answered by the
+forgotten org's group, whose other members replay their descending rounds without it
+(``replayContribution``, :mod:`orchestrator.daemons.grouped`); on each replay (and periodically)
+the executor checks whether every needed replay is on chain and then acknowledges, merges (the
+group's replayed FedAvg stacked with the other groups' untouched adapters) and completes. The
+receipt lists the groups, the removed contributions, the replaced originals and the replays. Pending requests whose
 target has nothing live left (e.g. a Round request overtaken by an Org request) are closed.
 """
 
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.chain.submissions import reader_for
-from orchestrator.daemons import modelbook
+from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.errors import DaemonError
@@ -80,6 +86,7 @@ class UnlearningDaemon(Daemon):
         super().__init__(node, name or "unlearner")
         self.work = node.state_dir / "unlearner"
         self._settled_below = 1  # requests below this id are final (periodic scans from here)
+        self._waiting: dict[int, list[tuple[str, int]]] = {}  # grouped requests: replays still pending
 
     def subscriptions(self) -> list[tuple[Any, str]]:
         unlearning = self.node.contract("Unlearning")
@@ -102,6 +109,9 @@ class UnlearningDaemon(Daemon):
             return
         if not unlearning.functions.hasLiveTarget(request_id).call():
             self._close(request_id, "nothing live left")
+            return
+        if self._grouped_config(request_id) is not None:
+            self._try_grouped(request_id)
             return
         from_round = 1 if scope == SCOPE_ORG else int.from_bytes(bytes(event.args["target"]), "big")
         started = time.perf_counter()
@@ -138,14 +148,19 @@ class UnlearningDaemon(Daemon):
         ]
 
     def _complete(self, request_id: int, org: str, plan: Plan, started: float) -> None:
-        unlearning = self.node.contract("Unlearning")
         recipients = modelbook.merge_recipients(self.node, self.aggregator_keys)
         merged = modelbook.merge_and_store(self.node, plan.after, plan.folders(plan.after), recipients,
                                            self.work / f"merged-req-{request_id}")
+        before_dir = modelbook.stack(plan.before, plan.folders(plan.before), self.work / f"before-req-{request_id}")
+        self._post_receipt(request_id, org, merged, before_dir, plan.removed, {}, started)
+
+    def _post_receipt(self, request_id: int, org: str, merged: modelbook.MergedModel, before_dir: Path,
+                      removed: list[modelbook.Input], extra: dict[str, Any], started: float) -> None:
+        unlearning = self.node.contract("Unlearning")
         seconds = time.perf_counter() - started
-        report = self._verification(request_id, org, plan, merged, seconds)
+        report = self._verification(request_id, org, removed, merged, before_dir, seconds) | extra
         report_cid = modelbook.store_json(self.node, report)
-        tree = MerkleTree.build([removed_leaf(i.org, i.round, i.adapter_cid) for i in plan.removed])
+        tree = MerkleTree.build([removed_leaf(i.org, i.round, i.adapter_cid) for i in removed])
         self.node.send(unlearning.functions.completeUnlearning(
             request_id, cid_to_bytes32(merged.cid), tree.root, cid_to_bytes32(report_cid)))
         self.record("unlearned", request=request_id, org=org, model_cid=merged.cid, report_cid=report_cid,
@@ -155,7 +170,11 @@ class UnlearningDaemon(Daemon):
     def on_replaced(self, event: Any) -> None:
         unlearning = self.node.contract("Unlearning")
         request_id, round_id, org = int(event.args["requestId"]), int(event.args["roundId"]), event.args["org"]
-        if unlearning.functions.getRequest(request_id).call()[2] not in PENDING_STATES:
+        _org, scope, state = unlearning.functions.getRequest(request_id).call()[:3]
+        if state not in PENDING_STATES:
+            return
+        if scope != SCOPE_SAMPLES:  # a group member's replay (grouped collaboration)
+            self._try_grouped(request_id)
             return
         current = modelbook.live_input(self.node, org)
         reader = reader_for(self.node.protocol, self.node.confirmations)
@@ -191,17 +210,18 @@ class UnlearningDaemon(Daemon):
             all_final = False
             if not unlearning.functions.hasLiveTarget(request_id).call():
                 self._close(request_id, "nothing live left")
+            elif self._grouped_config(request_id) is not None:
+                self._try_grouped(request_id)
 
     def _close(self, request_id: int, reason: str) -> None:
         self.node.send(self.node.contract("Unlearning").functions.closeRequest(request_id))
         self.record("closed-request", request=request_id, reason=reason)
 
-    def _verification(self, request_id: int, org: str, plan: Plan, merged: modelbook.MergedModel,
-                      seconds: float) -> dict[str, Any]:
+    def _verification(self, request_id: int, org: str, removed: list[modelbook.Input],
+                      merged: modelbook.MergedModel, before_dir: Path, seconds: float) -> dict[str, Any]:
         from orchestrator.learning.api import evaluate_perplexity
 
         config = self._latest_config()
-        before_dir = modelbook.stack(plan.before, plan.folders(plan.before), self.work / f"before-req-{request_id}")
         perplexity: dict[str, dict[str, float]] = {}
         for member, texts in sorted(self.eval_texts.items()):
             if not texts:
@@ -217,7 +237,7 @@ class UnlearningDaemon(Daemon):
             "request": request_id,
             "org": org,
             **merged.describe(),
-            "removed": [vars(i) for i in plan.removed],
+            "removed": [vars(i) for i in removed],
             "perplexity": perplexity,
             "unlearning_seconds": seconds,
         } | self._evidence(org, config, before_dir, merged)
@@ -232,6 +252,65 @@ class UnlearningDaemon(Daemon):
             config.model, before=before_dir, after=merged.folder, val={}, sets=self.audit.get(org.lower()),
             seq_len=config.eval_seq_len, batch_size=config.eval_batch_size,
         )}
+
+    # -- grouped collaboration: complete once the forgotten org's group has replayed ---------------
+    def _grouped_config(self, request_id: int) -> RoundConfig | None:
+        """The round config of a grouped consortium at the request (None when not grouped)."""
+        unlearning = self.node.contract("Unlearning")
+        if unlearning.functions.getRequest(request_id).call()[1] == SCOPE_SAMPLES:
+            return None
+        at_request = grouped.rounds_at_request(self.node, request_id)
+        config = grouped.config_of(self.node, at_request) if at_request else None
+        return config if config is not None and config.mode == "grouped" else None
+
+    def _try_grouped(self, request_id: int) -> None:
+        """Complete an Org / Round request of a grouped consortium once every replay it needs is
+        on chain: the new model stacks the group's replayed adapter with the other groups'
+        untouched ones. Acknowledged only then (the replays are the members' work, not ours: we
+        vouch for the answer once it can be given; we are answerable from the request on anyway)."""
+        unlearning = self.node.contract("Unlearning")
+        org, scope, state, _deadline, _agg, target = unlearning.functions.getRequest(request_id).call()[:6]
+        config = self._grouped_config(request_id)
+        if state not in PENDING_STATES or config is None:
+            return
+        at_request = grouped.rounds_at_request(self.node, request_id)
+        status = grouped.replay_status(self.node, config, request_id, org, scope, bytes(target), at_request)
+        if status.from_round is None:
+            raise DaemonError(f"request {request_id}: {org} has no usable contribution left to remove")
+        if not status.complete:
+            pending = status.pending()
+            if self._waiting.get(request_id) != pending:
+                self._waiting[request_id] = pending
+                self.record("awaiting-replays", request=request_id, org=org, group=status.group,
+                            pending=[{"org": m, "round": r} for m, r in pending])
+            return
+        started = time.perf_counter()
+        after = grouped.group_inputs(self.node, config.groups, removing=(org, status.from_round))
+        if not after:
+            raise DaemonError(f"request {request_id}: removing {org} leaves no contribution to merge; "
+                              "the governor should judge the request (the base model is the answer)")
+        removed = self._live_contributions(org, status.from_round)
+        dirs = modelbook.fetch_inputs(self.node, grouped.flat(after), self.encryption_key, self.work / "adapters")
+        before_dir = self._latest_model()
+        if state == REQ_REQUESTED:
+            self.node.send(unlearning.functions.acknowledge(request_id))
+            self.record("acknowledged", request=request_id, org=org)
+        recipients = modelbook.merge_recipients(self.node, self.aggregator_keys)
+        merged = grouped.merge_and_store(self.node, after, dirs, recipients, self.work / f"merged-req-{request_id}")
+        replaced = grouped.replaced_originals(self.node, request_id)
+        extra = {"mode": "grouped", "groups": [g.describe() for g in after], "group": status.group,
+                 "from_round": status.from_round, "replaced": [vars(i) for i in replaced],
+                 "replays": [{"org": m, "round": r} for m, r in status.done]}
+        self._post_receipt(request_id, org, merged, before_dir, removed, extra, started)
+        self._waiting.pop(request_id, None)
+
+    def _latest_model(self) -> Path:
+        """The registry's latest model version (what the receipt's "before" figures measure)."""
+        registry = self.node.contract("ContributionRegistry")
+        version = int(registry.functions.latestVersion().call())
+        model_cid = bytes32_to_cid(bytes(registry.functions.getVersion(version).call()[0]))
+        return modelbook.fetch_cached(self.node, model_cid, self.encryption_key,
+                                      self.work / f"model-v{version}-{model_cid}")
 
     def _latest_config(self) -> RoundConfig:
         rounds = self.node.contract("Rounds")

@@ -3,6 +3,8 @@
 Nothing of the executor's is trusted: the inputs the receipt lists are checked against the
 chain's submission events and revocation views, the removed root is rebuilt, the model is re-merged from the adapters' CIDs and
 compared with the receipt's plaintext CID and tensor hash and with the sealed model on chain.
+A grouped receipt (``groups``) is re-merged as its groups (FedAvg inside each, exact stack
+across), each group's inputs checked against the round config's groups.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from orchestrator.chain.contracts import Protocol
-from orchestrator.daemons import modelbook
+from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.unlearner import removed_leaf
 from orchestrator.errors import ConfigError
 from orchestrator.merkle import MerkleTree
@@ -80,8 +82,15 @@ def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: st
         MerkleTree.build([removed_leaf(o, r, c) for o, r, c in removed]).root == bytes(done["removedRoot"]))
 
     node = _ReadOnlyNode(protocol, store, to_checksum_address(auditor))
+    groups = grouped.groups_from_report(receipt) if receipt.get("groups") else None
+    if groups is not None:  # grouped collaboration: the groups as the round config on chain fixes them
+        config = grouped.config_of(node, grouped.rounds_at_request(node, request_id))  # type: ignore[arg-type]
+        checks["every input belongs to its group in the round config and to the group's listed round"] = (
+            sorted((i.org, i.round) for i in grouped.flat(groups)) == sorted((i.org, i.round) for i in inputs)
+            and all(config.group_of(i.org) == g.group and i.round == g.round for g in groups for i in g.inputs))
     dirs = modelbook.fetch_inputs(node, inputs, enc_key, work / "inputs")  # type: ignore[arg-type]
-    merged = modelbook.stack(inputs, dirs, work / "merged")
+    merged = (grouped.stack_groups(groups, dirs, work / "merged") if groups is not None
+              else modelbook.stack(inputs, dirs, work / "merged"))
     plain = sealed.pack_adapter(merged)
     checks["the re-merged model's CID equals the receipt's"] = compute_cid(plain) == receipt.get("model_plain_cid")
     checks["the re-merged model's tensor hash equals the receipt's"] = adapter_sha256(merged) == receipt.get("model_sha256")

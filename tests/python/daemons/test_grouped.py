@@ -1,0 +1,145 @@
+"""Grouped collaboration (SISA over organisations) in the live consortium, end to end.
+
+Real parts throughout: the in-process py-evm chain with the compiled contracts, the embedded
+store, the tiny model, every daemon role. 4 orgs in 2 groups (round-robin over the sorted
+names: business + politics, entertainment + sport), 2 rounds; business asks to be forgotten
+(Org scope). Only politics (business's group) replays, and only round 2 (its round-1 adapter
+started from the group's seeded initial adapter, which business never touched). The receipt's
+model is re-derived by the auditor and is bit-identical to an offline grouped federation
+(``federation.run_rounds``) of the three remaining orgs with the same texts, seeds and configs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.chain.submissions import reader_for
+from orchestrator.daemons import grouped
+from orchestrator.daemons.consortium import request_unlearning
+from orchestrator.daemons.demo import DemoConfig, Setup, build_setup, drive
+from orchestrator.daemons.roundconfig import RoundConfig
+from orchestrator.daemons.unlearner import REQ_COMPLETED, SCOPE_ORG
+from orchestrator.dashboard.audit import audit_receipt
+from orchestrator.errors import ConfigError
+from orchestrator.storage.cid import bytes32_to_cid
+
+ROUND_FINALIZED = 3
+NAMES = ["business", "entertainment", "politics", "sport"]
+
+
+def _finalized(setup: Setup, round_id: int) -> bool:
+    rounds = setup.consortium.protocol.contract("Rounds")
+    return rounds.functions.roundCount().call() >= round_id and \
+        rounds.functions.getRound(round_id).call()[0] == ROUND_FINALIZED
+
+
+def _report(setup: Setup, round_id: int) -> dict:
+    rounds = setup.consortium.protocol.contract("Rounds")
+    fin = rounds.events.RoundFinalized().get_logs(from_block=0, argument_filters={"roundId": round_id})[0]["args"]
+    return json.loads(setup.consortium.store.cat(bytes32_to_cid(bytes(fin["metricsHash"]))))
+
+
+def _trainings(setup: Setup) -> dict[str, int]:
+    """Adapters each org trained (one per submission and one per replay)."""
+    return {n: sum(a["action"] in ("submitted", "replayed") for a in t.actions) for n, t in setup.trainers.items()}
+
+
+def _offline(setup: Setup, names: list[str], work: Path) -> str:
+    """Tensor hash of the offline grouped federation of ``names`` (same texts, seeds, configs)."""
+    from orchestrator.learning.api import TrainConfig, adapter_sha256
+    from orchestrator.learning.federation import assign_groups, run_rounds
+
+    config = setup.aggregator.plan.config
+    assert config is not None
+    groups = assign_groups(NAMES, 2)
+    records = run_rounds("tiny", {n: setup.trainers[n].texts for n in names}, TrainConfig.from_dict(config.train), 2,
+                         work, mode="grouped", groups={n: groups[n] for n in names})
+    return adapter_sha256(records[-1].merged)
+
+
+@pytest.mark.slow
+def test_grouped_consortium_forgets_an_org_by_replaying_only_its_group(tmp_path: Path) -> None:
+    cfg = DemoConfig(model="tiny", orgs=4, rounds=2, unlearn="business", out=tmp_path, steps=2, groups=2)
+    setup = build_setup(cfg, tmp_path / "state")
+    cons = setup.consortium
+    agg_node = setup.aggregator.node
+    config = setup.aggregator.plan.config
+    assert config is not None and config.mode == "grouped"
+    assert {n: config.group_of(cons.orgs[n].address) for n in NAMES} == \
+        {"business": 0, "entertainment": 1, "politics": 0, "sport": 1}
+
+    drive(setup.daemons, lambda: _finalized(setup, 2), max_ticks=40)
+    report = _report(setup, 2)
+    assert report["mode"] == "grouped"
+    assert [(g["group"], g["round"], sorted(g["members"])) for g in report["groups"]] == [
+        (0, 2, sorted([cons.orgs["business"].address, cons.orgs["politics"].address])),
+        (1, 2, sorted([cons.orgs["entertainment"].address, cons.orgs["sport"].address]))]
+    # The live grouped model is the offline grouped federation of the four orgs, bit for bit.
+    assert report["model_sha256"] == _offline(setup, NAMES, tmp_path / "offline-all")
+
+    reader = reader_for(cons.protocol)
+    untouched = {(r, n): reader.get(r, cons.orgs[n].address) for r in (1, 2) for n in ("entertainment", "sport")}
+    politics_r1 = reader.get(1, cons.orgs["politics"].address)
+    trained = _trainings(setup)
+    assert trained == {n: 2 for n in NAMES}
+
+    business = cons.orgs["business"]
+    request_id = request_unlearning(cons.private, cons.protocol, business.account, business.address, SCOPE_ORG)
+    unlearning = cons.protocol.contract("Unlearning")
+    drive(setup.daemons, lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED, max_ticks=10)
+
+    # Only business's group replayed, and only what descends from business: politics, round 2.
+    replays = [(n, a["round"]) for n, t in setup.trainers.items() for a in t.actions if a["action"] == "replayed"]
+    assert replays == [("politics", 2)]
+    assert {n: c - trained[n] for n, c in _trainings(setup).items()} == \
+        {"business": 0, "entertainment": 0, "politics": 1, "sport": 0}
+    replayed = reader.get(2, cons.orgs["politics"].address)
+    assert replayed.kind == "replaced" and replayed.request_id == request_id
+    assert reader.get(1, cons.orgs["politics"].address) == politics_r1  # round 1 never saw business
+    assert {k: reader.get(k[0], cons.orgs[k[1]].address) for k in untouched} == untouched  # other group untouched
+
+    request = unlearning.functions.getRequest(request_id).call()
+    receipt = json.loads(cons.store.cat(
+        bytes32_to_cid(bytes(unlearning.events.UnlearningCompleted().get_logs(from_block=0)[0]["args"]["metricsHash"]))))
+    assert receipt["mode"] == "grouped" and receipt["group"] == 0
+    assert {(r["org"], r["round"]) for r in receipt["removed"]} == {(business.address, 1), (business.address, 2)}
+    assert [(r["org"], r["round"]) for r in receipt["replaced"]] == [(cons.orgs["politics"].address, 2)]
+    assert [(g["group"], g["round"], g["members"]) for g in receipt["groups"]] == [
+        (0, 2, [cons.orgs["politics"].address]),
+        (1, 2, sorted([cons.orgs["entertainment"].address, cons.orgs["sport"].address], key=str.lower))]
+
+    # An auditor re-derives the receipt's model from the chain and the store.
+    audit = audit_receipt(cons.protocol, cons.store, request_id, cons.aggregator.address, cons.aggregator.enc_private,
+                          tmp_path / "auditor")
+    assert audit["ok"], audit["checks"]
+    rederived = grouped.rederive(agg_node, grouped.group_inputs(agg_node, config.groups),
+                                 grouped.modelbook.merge_recipients(agg_node, cons.aggregator_keys()),
+                                 cons.aggregator.enc_private, tmp_path / "rederive")
+    assert bytes32_to_cid(bytes(request[6])) == rederived.cid
+    # ... and it is the offline grouped federation in which business never took part.
+    assert receipt["model_sha256"] == _offline(setup, ["entertainment", "politics", "sport"], tmp_path / "offline")
+
+
+def test_round_config_groups_are_validated_with_one_line_errors() -> None:
+    keys = {"0x" + "11" * 20: "22" * 32}
+    member = "0x" + "ab" * 20
+    ok = RoundConfig(model="tiny", mode="grouped", aggregator_keys=keys, groups={member: 1})
+    assert ok.group_of(member.upper().replace("0X", "0x")) == 1 and ok.group_members(1) == [member]
+    assert RoundConfig.from_bytes(ok.to_bytes()) == ok
+    bad = [
+        ({"mode": "grouped"}, "needs groups"),
+        ({"mode": "isolated", "groups": {member: 0}}, "only used in mode 'grouped'"),
+        ({"mode": "grouped", "groups": {"0x" + "AB" * 20: 0}}, "lower-case"),
+        ({"mode": "grouped", "groups": {"business": 0}}, "lower-case 0x-prefixed"),
+        ({"mode": "grouped", "groups": {member: -1}}, "integer >= 0"),
+        ({"mode": "grouped", "groups": {member: True}}, "integer >= 0"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(ConfigError, match=message) as info:
+            RoundConfig(model="tiny", aggregator_keys=keys, **fields)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="--groups must be between 0"):
+        DemoConfig(model="tiny", orgs=2, unlearn="business", groups=3)
