@@ -108,6 +108,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--budget", type=float, default=1000.0, help="aggregator: reward budget per round in LLS")
     d.add_argument("--max-samples", type=int, default=1_000_000,
                    help="aggregator: per-submission sample cap of the rounds it opens (default 1000000)")
+    d.add_argument("--groups-file", default=None,
+                   help="aggregator: JSON object {member address: group number} fixed when the consortium forms; "
+                        "the rounds run grouped collaboration (FedAvg inside a group, exact stacking across)")
     d.add_argument("--min-members", type=int, default=1, help="aggregator: members needed before a round opens (default 1)")
     d.add_argument("--status-every", type=float, default=60.0,
                    help="aggregator: seconds between 'waiting for X of N' lines while a round is open (default 60)")
@@ -227,8 +230,9 @@ def build_daemon(args: argparse.Namespace) -> Any:
         if args.role == "unlearner":
             return UnlearningDaemon(node, enc, keys, {})
         train = TrainConfig(steps=args.steps, seq_len=64, batch_size=4)
-        config = RoundConfig(model=args.model, train=train.to_dict(),
-                             aggregator_keys={k: v.hex() for k, v in keys.items()})
+        groups = _load_groups(args.groups_file) if args.groups_file else {}
+        config = RoundConfig(model=args.model, train=train.to_dict(), mode="grouped" if groups else "isolated",
+                             groups=groups, aggregator_keys={k: v.hex() for k, v in keys.items()})
         plan = RoundPlan(rounds=args.rounds, duration_s=args.duration, reward_budget=int(args.budget * 10**18),
                          config=config, max_samples=args.max_samples, min_members=args.min_members,
                          status_every_s=args.status_every)
@@ -263,3 +267,15 @@ def _daemon(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
     return 0
+
+
+def _load_groups(path: str) -> dict[str, int]:
+    """``--groups-file``: {member address: group}, addresses lower-cased (RoundConfig checks the rest)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--groups-file {path}: cannot read a JSON object ({exc}); "
+                          'write e.g. {"0xabc...": 0, "0xdef...": 1}') from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--groups-file {path}: must be a JSON object of address -> group, got {type(raw).__name__}")
+    return {str(addr).lower(): group for addr, group in raw.items()}

@@ -143,3 +143,19 @@ def test_round_config_groups_are_validated_with_one_line_errors() -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="--groups must be between 0"):
         DemoConfig(model="tiny", orgs=2, unlearn="business", groups=3)
+
+
+def test_groups_file_of_the_aggregator_is_read_with_one_line_errors(tmp_path: Path) -> None:
+    from orchestrator.daemons.cli import _load_groups
+
+    good = tmp_path / "groups.json"
+    good.write_text(json.dumps({"0x" + "AB" * 20: 1}))
+    assert _load_groups(str(good)) == {"0x" + "ab" * 20: 1}
+    for name, text, message in [("bad.json", "{", "cannot read a JSON object"),
+                                ("list.json", "[1]", "must be a JSON object of address -> group, got list")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=message) as info:
+            _load_groups(str(tmp_path / name))
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        _load_groups(str(tmp_path / "missing.json"))
