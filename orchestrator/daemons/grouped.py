@@ -169,13 +169,11 @@ def groups_from_report(doc: Mapping[str, Any]) -> list[GroupInput]:
     return out
 
 
-def member_keys(node: Node, config: RoundConfig, group: int, *, exclude: str | None = None) -> dict[str, bytes]:
+def member_keys(node: Node, config: RoundConfig, group: int) -> dict[str, bytes]:
     """Encryption keys of ``group``'s members (lower-case address -> key), for sealing to the group."""
     membership = node.contract("Membership")
     keys = {}
     for addr in config.group_members(group):
-        if exclude is not None and addr == exclude.lower():
-            continue
         key = bytes(membership.functions.encryptionKeyOf(to_checksum_address(addr)).call())
         if any(key):
             keys[addr] = key

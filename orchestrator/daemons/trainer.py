@@ -150,13 +150,13 @@ class TrainerDaemon(Daemon):
 
         return TrainConfig.from_dict(config.train).for_round(round_id - 1).for_org(self.org_name)
 
-    def _recipients(self, config: RoundConfig, *, exclude: str | None = None) -> dict[str, bytes]:
+    def _recipients(self, config: RoundConfig) -> dict[str, bytes]:
         """Who can open this org's adapter: the aggregators, the org, and in grouped mode its group
-        (each member derives its group's FedAvg itself); ``exclude``: an org being forgotten."""
+        (each member derives its group's FedAvg itself)."""
         recipients = config.recipient_keys()
         group = config.group_of(self.node.address)
         if group is not None:
-            recipients.update(grouped.member_keys(self.node, config, group, exclude=exclude))
+            recipients.update(grouped.member_keys(self.node, config, group))
         recipients[self.node.address.lower()] = sealed.public_key(self.encryption_key)
         return recipients
 
@@ -401,7 +401,9 @@ class TrainerDaemon(Daemon):
         started = time.perf_counter()
         result = train_adapter(config.model, self.texts, self._train_config(config, round_id), out,
                                init_adapter=init, progress=self.progress)
-        cid = sealed.store_adapter(self.node.store, result.adapter_dir, self._recipients(config, exclude=org),
+        # Sealed for the whole group, the forgotten org included: it stays a member and starts its
+        # next round from the group's adapter, which is derived from these replays.
+        cid = sealed.store_adapter(self.node.store, result.adapter_dir, self._recipients(config),
                                    context=modelbook.binding(self.node, round_id, self.node.address))
         samples = modelbook.clipped(int(result.num_samples), modelbook.round_cap(self.node, round_id))
         self.node.send(self.node.contract("Unlearning").functions.replayContribution(

@@ -6,12 +6,15 @@ names: business + politics, entertainment + sport), 2 rounds; business asks to b
 (Org scope). Only politics (business's group) replays, and only round 2 (its round-1 adapter
 started from the group's seeded initial adapter, which business never touched). The receipt's
 model is re-derived by the auditor and is bit-identical to an offline grouped federation
-(``federation.run_rounds``) of the three remaining orgs with the same texts, seeds and configs.
+(``federation.run_rounds``) of the three remaining orgs with the same texts, seeds and configs;
+no round opens during the replay, and the next round (business trains again, from its group's
+replayed adapter) equals that federation with business joining then.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,17 +50,17 @@ def _trainings(setup: Setup) -> dict[str, int]:
     return {n: sum(a["action"] in ("submitted", "replayed") for a in t.actions) for n, t in setup.trainers.items()}
 
 
-def _offline(setup: Setup, names: list[str], work: Path) -> str:
-    """Tensor hash of the offline grouped federation of ``names`` (same texts, seeds, configs)."""
+def _offline(setup: Setup, rounds: int, work: Path, joins: dict[str, int] | None = None) -> list[str]:
+    """Tensor hash of each round's model of the offline grouped federation of the four orgs
+    (same texts, seeds, configs and groups; ``joins``: an org's first round, 0-based)."""
     from orchestrator.learning.api import TrainConfig, adapter_sha256
     from orchestrator.learning.federation import assign_groups, run_rounds
 
     config = setup.aggregator.plan.config
     assert config is not None
-    groups = assign_groups(NAMES, 2)
-    records = run_rounds("tiny", {n: setup.trainers[n].texts for n in names}, TrainConfig.from_dict(config.train), 2,
-                         work, mode="grouped", groups={n: groups[n] for n in names})
-    return adapter_sha256(records[-1].merged)
+    records = run_rounds("tiny", {n: setup.trainers[n].texts for n in NAMES}, TrainConfig.from_dict(config.train),
+                         rounds, work, mode="grouped", groups=assign_groups(NAMES, 2), joins=joins)
+    return [adapter_sha256(rec.merged) for rec in records]
 
 
 @pytest.mark.slow
@@ -78,7 +81,7 @@ def test_grouped_consortium_forgets_an_org_by_replaying_only_its_group(tmp_path:
         (0, 2, sorted([cons.orgs["business"].address, cons.orgs["politics"].address])),
         (1, 2, sorted([cons.orgs["entertainment"].address, cons.orgs["sport"].address]))]
     # The live grouped model is the offline grouped federation of the four orgs, bit for bit.
-    assert report["model_sha256"] == _offline(setup, NAMES, tmp_path / "offline-all")
+    assert report["model_sha256"] == _offline(setup, 2, tmp_path / "offline-all")[-1]
 
     reader = reader_for(cons.protocol)
     untouched = {(r, n): reader.get(r, cons.orgs[n].address) for r in (1, 2) for n in ("entertainment", "sport")}
@@ -89,7 +92,10 @@ def test_grouped_consortium_forgets_an_org_by_replaying_only_its_group(tmp_path:
     business = cons.orgs["business"]
     request_id = request_unlearning(cons.private, cons.protocol, business.account, business.address, SCOPE_ORG)
     unlearning = cons.protocol.contract("Unlearning")
+    setup.aggregator.plan = replace(setup.aggregator.plan, rounds=3)  # a third round, once it may open
     drive(setup.daemons, lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED, max_ticks=10)
+    # No round opened while the group replayed (it would have descended from business).
+    assert cons.protocol.contract("Rounds").functions.roundCount().call() == 2
 
     # Only business's group replayed, and only what descends from business: politics, round 2.
     replays = [(n, a["round"]) for n, t in setup.trainers.items() for a in t.actions if a["action"] == "replayed"]
@@ -119,8 +125,14 @@ def test_grouped_consortium_forgets_an_org_by_replaying_only_its_group(tmp_path:
                                  grouped.modelbook.merge_recipients(agg_node, cons.aggregator_keys()),
                                  cons.aggregator.enc_private, tmp_path / "rederive")
     assert bytes32_to_cid(bytes(request[6])) == rederived.cid
-    # ... and it is the offline grouped federation in which business never took part.
-    assert receipt["model_sha256"] == _offline(setup, ["entertainment", "politics", "sport"], tmp_path / "offline")
+    # ... and it is the offline grouped federation in which business took no part in rounds 1-2;
+    # in round 3 business trains again, from its group's replayed adapter: that federation with
+    # business joining in round 3.
+    drive(setup.daemons, lambda: _finalized(setup, 3), max_ticks=40)
+    offline = _offline(setup, 3, tmp_path / "offline-joins", joins={"business": 2})
+    assert receipt["model_sha256"] == offline[1]
+    assert _report(setup, 3)["model_sha256"] == offline[2]
+    assert offline[1] != report["model_sha256"]  # forgetting business changed the model
 
 
 def test_round_config_groups_are_validated_with_one_line_errors() -> None:
