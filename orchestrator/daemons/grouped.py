@@ -25,6 +25,7 @@ org. Other groups are untouched. :func:`replay_status` says which replays a requ
 from __future__ import annotations
 
 import shutil
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +70,23 @@ def latest_config(node: Node) -> RoundConfig | None:
     return config_of(node, count) if count else None
 
 
-def usable(node: Node, org: str, *, up_to_round: int | None = None,
-           removing: tuple[str, int] | None = None) -> list[Submission]:
+def all_removals(node: Node) -> dict[str, list[tuple[int, int]]]:
+    """(from round, block) of every Org/Round-scope removal, by org (one event query for all)."""
+    registry = node.contract("ContributionRegistry")
+    out: dict[str, list[tuple[int, int]]] = {}
+    for lg in registry.events.ContributionsRevoked().get_logs(from_block=node.protocol.manifest.first_block):
+        out.setdefault(str(lg["args"]["org"]).lower(), []).append((int(lg["args"]["fromRound"]), int(lg["blockNumber"])))
+    return out
+
+
+def usable(node: Node, org: str, *, up_to_round: int | None = None, removing: tuple[str, int] | None = None,
+           removals: Mapping[str, list[tuple[int, int]]] | None = None) -> list[Submission]:
     """``org``'s submissions that may be merged: not rejected, not revoked, not descended from a
-    removal (:func:`modelbook.latest_live`'s rule, applied to every round, not only the latest)."""
+    removal (:func:`modelbook.latest_live`'s rule, applied to every round, not only the latest).
+    ``removals``: :func:`all_removals`, when the caller already has it."""
     rounds = node.contract("Rounds")
     registry = node.contract("ContributionRegistry")
-    removals = modelbook.removals_of(node, org)
+    removals = list((all_removals(node) if removals is None else removals).get(org.lower(), []))
     if removing is not None and removing[0].lower() == org.lower():
         removals.append((int(removing[1]), modelbook.PENDING))
     out = []
@@ -103,10 +114,12 @@ def group_inputs(node: Node, groups: Mapping[str, int], *, up_to_round: int | No
     is on chain.
     """
     by_group: dict[int, dict[int, list[modelbook.Input]]] = {}
+    removals = all_removals(node)
     for addr, group in sorted(groups.items()):
         if only is not None and group != only:
             continue
-        for sub in usable(node, to_checksum_address(addr), up_to_round=up_to_round, removing=removing):
+        for sub in usable(node, to_checksum_address(addr), up_to_round=up_to_round, removing=removing,
+                          removals=removals):
             by_group.setdefault(group, {}).setdefault(sub.round_id, []).append(_as_input(node, sub))
     return [GroupInput(g, max(rounds), sorted(rounds[max(rounds)], key=lambda i: i.org.lower()))
             for g, rounds in sorted(by_group.items())]
@@ -219,12 +232,13 @@ def _cached(folder: Path, build: Any) -> Path:
 # -- replays ------------------------------------------------------------------------------------
 
 
-def removal_start(node: Node, org: str, scope: int, target: bytes) -> int | None:
+def removal_start(node: Node, org: str, scope: int, target: bytes,
+                  removals: Mapping[str, list[tuple[int, int]]] | None = None) -> int | None:
     """The first removed round of a request: Round scope its target, Org scope the org's first
     usable contribution (None when it has none)."""
     if scope == 1:
         return int.from_bytes(bytes(target), "big")
-    subs = usable(node, org)
+    subs = usable(node, org, removals=removals)
     return subs[0].round_id if subs else None
 
 
@@ -254,7 +268,8 @@ def replay_status(node: Node, config: RoundConfig, request_id: int, org: str, sc
     current submission is a replacement for ``request_id``.
     """
     group = config.group_of(org)
-    start = removal_start(node, org, scope, target)
+    removals = all_removals(node)
+    start = removal_start(node, org, scope, target, removals)
     if group is None or start is None:
         return ReplayStatus(group, start, [], [])
     needed, done = [], []
@@ -262,7 +277,7 @@ def replay_status(node: Node, config: RoundConfig, request_id: int, org: str, sc
         if addr == org.lower():
             continue
         member = to_checksum_address(addr)
-        for sub in usable(node, member, up_to_round=rounds_at_request):
+        for sub in usable(node, member, up_to_round=rounds_at_request, removals=removals):
             if sub.round_id <= start:
                 continue
             needed.append((member, sub.round_id))
@@ -289,9 +304,19 @@ def replaced_originals(node: Node, request_id: int) -> list[modelbook.Input]:
     return out
 
 
+_AT_REQUEST: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
 def rounds_at_request(node: Node, request_id: int) -> int:
     """How many rounds existed when ``request_id`` was made (the contract's ``roundsAtRequest``,
-    from the events: rounds opened up to the request's block)."""
+    from the events: rounds opened up to the request's block). A fixed fact: cached per deployment."""
+    cache = _AT_REQUEST.setdefault(node.protocol, {})
+    if request_id not in cache:
+        cache[request_id] = _rounds_at_request(node, request_id)
+    return cache[request_id]
+
+
+def _rounds_at_request(node: Node, request_id: int) -> int:
     first = node.protocol.manifest.first_block
     logs = node.contract("Unlearning").events.UnlearningRequested().get_logs(
         from_block=first, argument_filters={"requestId": request_id})

@@ -13,6 +13,7 @@ replayed adapter) equals that federation with business joining then.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -171,3 +172,64 @@ def test_groups_file_of_the_aggregator_is_read_with_one_line_errors(tmp_path: Pa
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="cannot read"):
         _load_groups(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.slow
+def test_round_scope_replay_needs_only_the_group_rounds_after_the_target(tmp_path: Path) -> None:
+    """Which replays a grouped request needs, on the chain alone (submissions by hand, no
+    training): a Round request for round 2 of business needs politics's round 3 only (its round
+    2 started from the group's round-1 adapter); an Org request needs politics's rounds 2 and 3;
+    the other group is never asked. After politics's replay the group inputs as the removal will
+    leave them hold the replay."""
+    from orchestrator.daemons.consortium import send
+    from orchestrator.daemons.unlearner import SCOPE_ROUND
+    from orchestrator.storage.cid import cid_to_bytes32
+
+    cfg = DemoConfig(model="tiny", orgs=4, rounds=3, unlearn="business", out=tmp_path, steps=1, groups=2)
+    setup = build_setup(cfg, tmp_path / "state", trainer_names=[])
+    cons = setup.consortium
+    node = setup.aggregator.node
+    config = setup.aggregator.plan.config
+    assert config is not None
+    rounds = cons.protocol.contract("Rounds")
+    unlearning = cons.protocol.contract("Unlearning")
+    agg = cons.aggregator.account
+
+    def digest(text: str) -> bytes:
+        return hashlib.sha256(text.encode()).digest()
+
+    for r in (1, 2, 3):
+        setup.aggregator.open_round()
+        for n in NAMES:
+            send(cons.private, cons.orgs[n].account, rounds.functions.submitUpdate(r, digest(f"{n}{r}"), 10, digest(n)))
+        send(cons.private, agg, rounds.functions.closeRound(r))
+        send(cons.private, agg, rounds.functions.finalizeRound(r, digest(f"model{r}"), b"\0" * 32, 0, digest(f"m{r}")))
+    business, politics = cons.orgs["business"].address, cons.orgs["politics"].address
+
+    by_round = request_unlearning(cons.private, cons.protocol, cons.orgs["business"].account, business, SCOPE_ROUND,
+                                  (2).to_bytes(32, "big"))
+    by_org = request_unlearning(cons.private, cons.protocol, cons.orgs["business"].account, business, SCOPE_ORG)
+    assert grouped.rounds_at_request(node, by_round) == 3
+
+    def status(request_id: int, scope: int, target: bytes) -> grouped.ReplayStatus:
+        return grouped.replay_status(node, config, request_id, business, scope, target, 3)
+
+    assert status(by_round, SCOPE_ROUND, (2).to_bytes(32, "big")) == grouped.ReplayStatus(0, 2, [(politics, 3)], [])
+    assert status(by_org, SCOPE_ORG, b"\0" * 32).needed == [(politics, 2), (politics, 3)]
+
+    send(cons.private, cons.orgs["politics"].account, unlearning.functions.replayContribution(
+        by_round, 3, digest("politics3-replay"), 10, digest("politics")))
+    done = status(by_round, SCOPE_ROUND, (2).to_bytes(32, "big"))
+    assert done.complete and done.done == [(politics, 3)]
+    assert not status(by_org, SCOPE_ORG, b"\0" * 32).complete  # a replay for another request does not count
+    after = grouped.group_inputs(node, config.groups, removing=(business, 2))
+    assert [(g.group, g.round, [(i.org, i.adapter_cid) for i in g.inputs]) for g in after] == [
+        (0, 3, [(politics, bytes32_to_cid(digest("politics3-replay")))]),
+        (1, 3, sorted([(cons.orgs[n].address, bytes32_to_cid(digest(f"{n}3"))) for n in ("entertainment", "sport")],
+                      key=lambda x: x[0].lower()))]
+    # Round 2 of business's group without business: politics's original (it did not descend from business).
+    assert [(i.org, i.adapter_cid) for i in grouped.group_inputs(node, config.groups, up_to_round=2,
+                                                                  removing=(business, 2), only=0)[0].inputs] == \
+        [(politics, bytes32_to_cid(digest("politics2")))]
+    assert [(i.org, i.round) for i in grouped.replaced_originals(node, by_round)] == [(politics, 3)]
+    assert cid_to_bytes32(grouped.replaced_originals(node, by_round)[0].adapter_cid) == digest("politics3")
