@@ -29,6 +29,7 @@ from orchestrator.chain.artifacts import (
     load_artifact,
     register_contract_name,
 )
+from orchestrator.chain.multicall import CANONICAL_ADDRESS
 from orchestrator.chain.tx import Transactor
 from orchestrator.errors import ConfigError
 
@@ -43,6 +44,9 @@ PROTOCOL_CONTRACTS: tuple[str, ...] = (
     "Rounds",
     "Unlearning",
 )
+#: Batched view calls (contracts/Multicall3.sol), deployed with the protocol on local chains that
+#: lack the canonical one.
+MULTICALL_CONTRACT = "Multicall3"
 #: The public-chain contract (deployed separately by :func:`deploy_anchor`).
 ANCHOR_CONTRACT = "PublicAnchor"
 
@@ -247,8 +251,9 @@ def deploy_protocol(
     named aggregators and relayers get their Membership roles and the first aggregator becomes
     the default aggregator (answerable for new unlearning requests). With ``params.local``
     (development chains) also: the deployer takes those roles when none are named and stakes
-    ``min_stake`` if it is an aggregator, the orgs receive ``org_tokens`` and the reward pool is
-    funded.
+    ``min_stake`` if it is an aggregator, the orgs receive ``org_tokens``, the reward pool is
+    funded and, unless the chain has the canonical Multicall3, a Multicall3 is deployed and listed
+    in the manifest (the daemons' batched reads use it).
     """
     params = params or ProtocolParams()
     deployer = transactor.address
@@ -312,6 +317,13 @@ def deploy_protocol(
         if params.reward_pool:
             send(token.functions.approve(rounds.address, params.reward_pool))
             send(rounds.functions.fundRewards(params.reward_pool))
+
+    if params.local:
+        # Batched reads (orchestrator.chain.multicall): the canonical Multicall3 where the chain
+        # has one, else our own copy, listed in the manifest.
+        if len(w3.eth.get_code(Web3.to_checksum_address(CANONICAL_ADDRESS))) == 0:
+            artifacts[MULTICALL_CONTRACT] = load_artifact(MULTICALL_CONTRACT, build_dir)
+            deploy(MULTICALL_CONTRACT)
 
     manifest = Manifest(
         chain_id=int(w3.eth.chain_id),

@@ -26,6 +26,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from orchestrator.chain.errors import ChainError
+from orchestrator.chain.multicall import batch_call
 
 #: event name -> kind recorded in :attr:`Submission.kind`
 SUBMISSION_EVENTS = {"UpdateSubmitted": "submitted", "SubmissionReplaced": "replaced"}
@@ -81,8 +82,9 @@ class SubmissionReader:
     chunk_blocks = 5_000
 
     def __init__(self, rounds: Any, *, from_block: int = 0, confirmations: int = 0,
-                 commitment_view: str = "commitmentOf") -> None:
+                 commitment_view: str = "commitmentOf", protocol: Any = None) -> None:
         self.rounds = rounds
+        self.protocol = protocol  # where batched reads find the deployment's Multicall3
         self.w3 = rounds.w3
         self.confirmations = int(confirmations)
         self.commitment_view = commitment_view
@@ -127,20 +129,34 @@ class SubmissionReader:
         self._history.setdefault(key, []).append(sub)
         self._current[key] = sub
 
+    def check_many(self, subs: Iterable[Submission]) -> list[Submission]:
+        """:meth:`check` for each of ``subs``, the commitments read in one batched call."""
+        subs = list(subs)
+        todo = list({_ident(s): s for s in subs if _ident(s) not in self._verified}.values())
+        view = getattr(self.rounds.functions, self.commitment_view, None)
+        if todo and view is not None:
+            held = batch_call(self.w3, [view(s.round_id, s.org) for s in todo], protocol=self.protocol)
+            for sub, onchain in zip(todo, held, strict=True):
+                self._compare(sub, bytes(onchain))
+        self._verified.update(_ident(s) for s in todo)
+        return subs
+
+    def _compare(self, sub: Submission, onchain: bytes) -> None:
+        if _clear_flags(onchain) != sub.commitment:
+            raise SubmissionMismatchError(
+                f"round {sub.round_id}, org {sub.org}: the {sub.kind} event in block {sub.block} "
+                f"hashes to 0x{sub.commitment.hex()}, but Rounds holds 0x{_clear_flags(onchain).hex()}; "
+                "the node served a log the contract never committed to (or a reorg is in flight)"
+            )
+
     def check(self, sub: Submission) -> Submission:
         """``sub`` if it hashes to the commitment Rounds holds now; else a clear error."""
-        ident = (sub.round_id, sub.org, sub.block, sub.log_index)
+        ident = _ident(sub)
         if ident in self._verified:
             return sub
         view = getattr(self.rounds.functions, self.commitment_view, None)
         if view is not None:
-            onchain = _clear_flags(bytes(view(sub.round_id, sub.org).call()))
-            if onchain != sub.commitment:
-                raise SubmissionMismatchError(
-                    f"round {sub.round_id}, org {sub.org}: the {sub.kind} event in block {sub.block} "
-                    f"hashes to 0x{sub.commitment.hex()}, but Rounds holds 0x{onchain.hex()}; "
-                    "the node served a log the contract never committed to (or a reorg is in flight)"
-                )
+            self._compare(sub, bytes(view(sub.round_id, sub.org).call()))
         self._verified.add(ident)
         return sub
 
@@ -155,7 +171,7 @@ class SubmissionReader:
         """Every current submission of a round, sorted by org address (the merge order)."""
         self.refresh()
         subs = [s for (r, _), s in self._current.items() if r == int(round_id)]
-        return [self.check(s) for s in sorted(subs, key=lambda s: s.org.lower())]
+        return self.check_many(sorted(subs, key=lambda s: s.org.lower()))
 
     def of_org(self, org: str, rounds: Iterable[int] | None = None) -> list[Submission]:
         """Every current submission of ``org``, by round."""
@@ -163,12 +179,28 @@ class SubmissionReader:
         org = to_checksum_address(org)
         wanted = None if rounds is None else {int(r) for r in rounds}
         subs = [s for (r, o), s in self._current.items() if o == org and (wanted is None or r in wanted)]
-        return [self.check(s) for s in sorted(subs, key=lambda s: s.round_id)]
+        return self.check_many(sorted(subs, key=lambda s: s.round_id))
+
+    def by_org(self) -> dict[str, list[Submission]]:
+        """Every org's current submissions by round, after one refresh, NOT yet checked.
+
+        For callers that pick a few of them (the merge's latest live ones) and then check only
+        those with :meth:`check_many`: one batched read instead of one per submission.
+        """
+        self.refresh()
+        out: dict[str, list[Submission]] = {}
+        for (_, org), sub in sorted(self._current.items(), key=lambda kv: kv[0][0]):
+            out.setdefault(org, []).append(sub)
+        return out
 
     def history(self, round_id: int, org: str) -> list[Submission]:
         """Every event of (round, org) in chain order: the original and any replacements."""
         self.refresh()
         return list(self._history.get((int(round_id), to_checksum_address(org)), []))
+
+
+def _ident(sub: Submission) -> tuple[int, str, int, int]:
+    return (sub.round_id, sub.org, sub.block, sub.log_index)
 
 
 def _has_event(contract: Any, name: str) -> bool:
@@ -183,6 +215,6 @@ def reader_for(protocol: Any, confirmations: int = 0) -> SubmissionReader:
     reader = _READERS.get(protocol)
     if reader is None or reader.confirmations != confirmations:
         reader = SubmissionReader(protocol.contract("Rounds"), from_block=protocol.manifest.first_block,
-                                  confirmations=confirmations)
+                                  confirmations=confirmations, protocol=protocol)
         _READERS[protocol] = reader
     return reader

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.chain.multicall import batch_call
 from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node, RetryLater
@@ -215,13 +216,15 @@ class AggregatorDaemon(Daemon):
         except StorageError as exc:  # they were all readable a moment ago, or were accepted earlier
             raise _local_fault(self.node, None, exc) from exc
         recipients = modelbook.merge_recipients(self.node, config.recipient_keys())
-        learning_started = time.perf_counter()
         out = self.work / f"merged-round-{round_id}"
         merged = (grouped.merge_and_store(self.node, groups, dirs, recipients, out) if groups is not None
                   else modelbook.merge_and_store(self.node, inputs, dirs, recipients, out))
 
         from orchestrator.learning.api import evaluate_perplexity
 
+        # learning = the merge arithmetic, the contribution scoring and the evaluation (sealing,
+        # storing and the chain are orchestration)
+        learning_started = time.perf_counter() - merged.merge_seconds
         this_round = sorted({i.org for i in inputs if i.round == round_id}, key=str.lower)
         budget = int(rounds.functions.getRound(round_id).call()[6])
         contributions = score_round(
@@ -265,21 +268,21 @@ class AggregatorDaemon(Daemon):
         """
         rounds = self.node.contract("Rounds")
         rejected = []
-        for sub in reader_for(self.node.protocol, self.node.confirmations).of_round(round_id):
-            org, cid = sub.org, sub.cid
-            if rounds.functions.isRejected(round_id, org).call():
-                rejected.append({"org": org, "cid": cid, "reason": "rejected earlier"})
-                continue
-            try:
-                modelbook.fetch_inputs(self.node, [modelbook.Input(org, round_id, cid, 1)],
+        subs = reader_for(self.node.protocol, self.node.confirmations).of_round(round_id)
+        earlier = batch_call(self.node.w3, [rounds.functions.isRejected(round_id, sub.org) for sub in subs],
+                             protocol=self.node.protocol)
+        todo = [sub for sub, was in zip(subs, earlier, strict=True) if not was]
+        rejected += [{"org": sub.org, "cid": sub.cid, "reason": "rejected earlier"}
+                     for sub, was in zip(subs, earlier, strict=True) if was]
+        fetched = modelbook.fetch_each(self.node, [modelbook.Input(sub.org, round_id, sub.cid, 1) for sub in todo],
                                        self.encryption_key, self.work / "adapters")
-            except SUBMITTER_FAULTS as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+        for sub, got in zip(todo, fetched, strict=True):
+            if isinstance(got, SUBMITTER_FAULTS):
+                reason = f"{type(got).__name__}: {got}"
                 self.node.send(rounds.functions.rejectSubmission(
-                    round_id, org, hashlib.sha256(reason.encode()).digest()))
-                rejected.append({"org": org, "cid": cid, "reason": reason})
-                self.record("rejected", round=round_id, org=org, reason=reason)
-            except StorageError as exc:
-                raise _local_fault(self.node, cid, exc) from exc
-        return rejected
-
+                    round_id, sub.org, hashlib.sha256(reason.encode()).digest()))
+                rejected.append({"org": sub.org, "cid": sub.cid, "reason": reason})
+                self.record("rejected", round=round_id, org=sub.org, reason=reason)
+            elif isinstance(got, StorageError):
+                raise _local_fault(self.node, sub.cid, got) from got
+        return sorted(rejected, key=lambda r: r["org"].lower())

@@ -25,6 +25,7 @@ org. Other groups are untouched. :func:`replay_status` says which replays a requ
 from __future__ import annotations
 
 import shutil
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,23 +71,14 @@ def latest_config(node: Node) -> RoundConfig | None:
     return config_of(node, count) if count else None
 
 
-def all_removals(node: Node) -> dict[str, list[tuple[int, int]]]:
-    """(from round, block) of every Org/Round-scope removal, by org (one event query for all)."""
-    registry = node.contract("ContributionRegistry")
-    out: dict[str, list[tuple[int, int]]] = {}
-    for lg in registry.events.ContributionsRevoked().get_logs(from_block=node.protocol.manifest.first_block):
-        out.setdefault(str(lg["args"]["org"]).lower(), []).append((int(lg["args"]["fromRound"]), int(lg["blockNumber"])))
-    return out
-
-
 def usable(node: Node, org: str, *, up_to_round: int | None = None, removing: tuple[str, int] | None = None,
            removals: Mapping[str, list[tuple[int, int]]] | None = None) -> list[Submission]:
     """``org``'s submissions that may be merged: not rejected, not revoked, not descended from a
     removal (:func:`modelbook.latest_live`'s rule, applied to every round, not only the latest).
-    ``removals``: :func:`all_removals`, when the caller already has it."""
+    ``removals``: :func:`modelbook.all_removals`, when the caller already has it."""
     rounds = node.contract("Rounds")
     registry = node.contract("ContributionRegistry")
-    removals = list((all_removals(node) if removals is None else removals).get(org.lower(), []))
+    removals = list((modelbook.all_removals(node) if removals is None else removals).get(org.lower(), []))
     if removing is not None and removing[0].lower() == org.lower():
         removals.append((int(removing[1]), modelbook.PENDING))
     out = []
@@ -114,7 +106,7 @@ def group_inputs(node: Node, groups: Mapping[str, int], *, up_to_round: int | No
     is on chain.
     """
     by_group: dict[int, dict[int, list[modelbook.Input]]] = {}
-    removals = all_removals(node)
+    removals = modelbook.all_removals(node)
     for addr, group in sorted(groups.items()):
         if only is not None and group != only:
             continue
@@ -156,11 +148,13 @@ def merge_and_store(node: Node, groups: list[GroupInput], dirs: Mapping[str, Pat
     """:func:`stack_groups`, sealed deterministically (anyone re-deriving gets the same CID)."""
     from orchestrator.learning.api import adapter_sha256
 
+    started = time.perf_counter()
     folder = stack_groups(groups, dirs, out_dir)
+    merge_seconds = time.perf_counter() - started
     inputs = flat(groups)
     cid = sealed.store_adapter(node.store, folder, recipients, deterministic=True)
     return modelbook.MergedModel(folder, cid, compute_cid(sealed.pack_adapter(folder)), adapter_sha256(folder),
-                                 inputs, modelbook.weights_of(inputs), sorted(recipients))
+                                 inputs, modelbook.weights_of(inputs), sorted(recipients), merge_seconds)
 
 
 def rederive(node: Node, groups: list[GroupInput], recipients: dict[str, bytes], encryption_key: bytes,
@@ -268,7 +262,7 @@ def replay_status(node: Node, config: RoundConfig, request_id: int, org: str, sc
     current submission is a replacement for ``request_id``.
     """
     group = config.group_of(org)
-    removals = all_removals(node)
+    removals = modelbook.all_removals(node)
     start = removal_start(node, org, scope, target, removals)
     if group is None or start is None:
         return ReplayStatus(group, start, [], [])

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_utils import to_checksum_address
+
+from orchestrator.chain.multicall import batch_call
 from orchestrator.chain.submissions import Submission, reader_for
 from orchestrator.daemons.base import Node
-from orchestrator.errors import DaemonError
+from orchestrator.errors import DaemonError, StorageError
 from orchestrator.storage import adapters as sealed
 from orchestrator.storage.cid import compute_cid
 
@@ -51,28 +57,73 @@ def latest_live(
     removed round: the latest usable one of them is the org's contribution after a Round-scope
     removal (after an Org-scope removal, from round 1, nothing is left).
     """
-    for sub in reversed(list(subs)):
-        if up_to_round is not None and sub.round_id > up_to_round:
-            continue
+    for sub in _candidates(subs, removals, up_to_round):
         if is_rejected(sub.round_id) or is_revoked(sub.round_id):
-            continue
-        if any(from_round <= sub.round_id and sub.block < block for from_round, block in removals):
             continue
         return sub
     return None
 
 
+def _candidates(subs: Sequence[Submission], removals: Sequence[tuple[int, int]],
+                up_to_round: int | None) -> list[Submission]:
+    """``subs`` newest first, without those after ``up_to_round`` or covered by a removal."""
+    return [sub for sub in reversed(list(subs))
+            if (up_to_round is None or sub.round_id <= up_to_round)
+            and not any(from_round <= sub.round_id and sub.block < block for from_round, block in removals)]
+
+
 def removals_of(node: Node, org: str) -> list[tuple[int, int]]:
     """(from round, block) of every Org/Round-scope removal of ``org`` (ContributionsRevoked)."""
+    return all_removals(node).get(org.lower(), [])
+
+
+def all_removals(node: Node) -> dict[str, list[tuple[int, int]]]:
+    """Lower-case org -> (from round, block) of its Org/Round-scope removals, from one log query."""
     registry = node.contract("ContributionRegistry")
-    logs = registry.events.ContributionsRevoked().get_logs(
-        from_block=node.protocol.manifest.first_block, argument_filters={"org": org})
-    return [(int(lg["args"]["fromRound"]), int(lg["blockNumber"])) for lg in logs]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for lg in registry.events.ContributionsRevoked().get_logs(from_block=node.protocol.manifest.first_block):
+        out.setdefault(str(lg["args"]["org"]).lower(), []).append((int(lg["args"]["fromRound"]), int(lg["blockNumber"])))
+    return out
+
+
+class _Facts:
+    """What never changes once on chain, per deployment: the chain id and each round's sample cap."""
+
+    def __init__(self) -> None:
+        self.chain_id: int | None = None
+        self.caps: dict[int, int] = {}
+
+
+_FACTS: weakref.WeakKeyDictionary[Any, _Facts] = weakref.WeakKeyDictionary()
+
+
+def _facts(node: Node) -> _Facts:
+    facts = _FACTS.get(node.protocol)
+    if facts is None:
+        facts = _FACTS[node.protocol] = _Facts()
+    return facts
+
+
+def round_caps(node: Node, round_ids: Iterable[int]) -> dict[int, int]:
+    """Each round's per-submission sample cap (set at openRound, never changed); 0 when unknown.
+
+    Read in one batched call for the rounds not seen before, then cached per deployment.
+    """
+    facts = _facts(node)
+    wanted = sorted({int(r) for r in round_ids})
+    todo = [r for r in wanted if r not in facts.caps]
+    if todo:
+        rounds = node.contract("Rounds")
+        terms = batch_call(node.w3, [rounds.functions.roundTerms(r) for r in todo], protocol=node.protocol)
+        for r, t in zip(todo, terms, strict=True):
+            if int(t[0]) > 0:  # an unknown round (cap 0) may still be opened later
+                facts.caps[r] = int(t[0])
+    return {r: facts.caps.get(r, 0) for r in wanted}
 
 
 def round_cap(node: Node, round_id: int) -> int:
     """The round's per-submission sample cap (set at openRound); 0 when the round is unknown."""
-    return int(node.contract("Rounds").functions.roundTerms(round_id).call()[0])
+    return round_caps(node, [round_id])[int(round_id)]
 
 
 def clipped(num_samples: int, cap: int) -> int:
@@ -95,29 +146,52 @@ def current_inputs(node: Node, *, exclude_org: str | None = None, up_to_round: i
     """
     membership = node.contract("Membership")
     orgs = sorted(set(membership.functions.members().call()), key=str.lower)
-    inputs = [live_input(node, org, up_to_round=up_to_round, removing=removing) for org in orgs
-              if exclude_org is None or org.lower() != exclude_org.lower()]
-    return [i for i in inputs if i is not None]
+    orgs = [org for org in orgs if exclude_org is None or org.lower() != exclude_org.lower()]
+    found = live_inputs(node, orgs, up_to_round=up_to_round, removing=removing)
+    return [found[org] for org in orgs if found[org] is not None]  # type: ignore[misc]
 
 
 def live_input(node: Node, org: str, *, up_to_round: int | None = None,
                removing: tuple[str, int] | None = None) -> Input | None:
     """``org``'s contribution to the merge now (:func:`latest_live`), its count clipped to the cap."""
+    return live_inputs(node, [org], up_to_round=up_to_round, removing=removing)[org]
+
+
+def live_inputs(node: Node, orgs: Sequence[str], *, up_to_round: int | None = None,
+                removing: tuple[str, int] | None = None) -> dict[str, Input | None]:
+    """:func:`live_input` for each of ``orgs``, in a number of JSON-RPC calls that does not grow
+    with the number of orgs: one log query for the submissions (incremental) and one for the
+    removals, then the rejected/revoked flags of every org's newest candidate in one batched
+    call (Multicall3; a second wave only for orgs whose newest one is unusable), the chosen
+    submissions' commitments in one more and the new rounds' caps in one more.
+    """
     rounds = node.contract("Rounds")
     registry = node.contract("ContributionRegistry")
-    removals = removals_of(node, org)
-    if removing is not None and removing[0].lower() == org.lower():
-        removals.append((int(removing[1]), PENDING))
-    sub = latest_live(
-        reader_for(node.protocol, node.confirmations).of_org(org),
-        is_rejected=lambda r: bool(rounds.functions.isRejected(r, org).call()),
-        is_revoked=lambda r: bool(registry.functions.isRevoked(r, org).call()),
-        removals=removals,
-        up_to_round=up_to_round,
-    )
-    if sub is None:
-        return None
-    return Input(sub.org, sub.round_id, sub.cid, clipped(sub.num_samples, round_cap(node, sub.round_id)))
+    by_org = reader_for(node.protocol, node.confirmations).by_org()
+    removals = all_removals(node)
+    if removing is not None:
+        removals.setdefault(removing[0].lower(), []).append((int(removing[1]), PENDING))
+    queues = {org: _candidates(by_org.get(to_checksum_address(org), []), removals.get(org.lower(), []), up_to_round)
+              for org in orgs}
+    chosen: dict[str, Submission] = {}
+    pending = {org: q for org, q in queues.items() if q}
+    while pending:  # each wave drops one candidate per org: bounded by the longest history
+        heads = [(org, q[0]) for org, q in pending.items()]
+        flags = batch_call(node.w3, [call for org, sub in heads for call in (
+            rounds.functions.isRejected(sub.round_id, sub.org), registry.functions.isRevoked(sub.round_id, sub.org))],
+            protocol=node.protocol)
+        waiting: dict[str, list[Submission]] = {}
+        for k, (org, sub) in enumerate(heads):
+            if flags[2 * k] or flags[2 * k + 1]:
+                if len(pending[org]) > 1:
+                    waiting[org] = pending[org][1:]
+            else:
+                chosen[org] = sub
+        pending = waiting
+    reader_for(node.protocol, node.confirmations).check_many(chosen.values())
+    caps = round_caps(node, [sub.round_id for sub in chosen.values()])
+    return {org: (Input(sub.org, sub.round_id, sub.cid, clipped(sub.num_samples, caps[sub.round_id]))
+                  if (sub := chosen.get(org)) is not None else None) for org in orgs}
 
 
 def fetch_cached(node: Node, cid: str, encryption_key: bytes, dest: Path,
@@ -136,7 +210,10 @@ def fetch_cached(node: Node, cid: str, encryption_key: bytes, dest: Path,
 
 def binding(node: Node, round_id: int, org: str) -> bytes:
     """The sealed-header binding of ``org``'s submission to ``round_id`` on this deployment."""
-    return sealed.submission_context(int(node.w3.eth.chain_id), node.contract("Rounds").address, round_id, org)
+    facts = _facts(node)
+    if facts.chain_id is None:
+        facts.chain_id = int(node.w3.eth.chain_id)
+    return sealed.submission_context(facts.chain_id, node.contract("Rounds").address, round_id, org)
 
 
 def fetch_input(node: Node, item: Input, encryption_key: bytes, cache: Path) -> Path:
@@ -150,9 +227,37 @@ def fetch_input(node: Node, item: Input, encryption_key: bytes, cache: Path) -> 
                         binding(node, item.round, item.org))
 
 
+#: adapters fetched, decrypted and validated at once (storage reads, AES-GCM and the safetensors
+#: checks release the GIL for most of their time)
+FETCH_WORKERS = 8
+
+
+def fetch_each(node: Node, inputs: Sequence[Input], encryption_key: bytes,
+               cache: Path) -> list[Path | StorageError]:
+    """:func:`fetch_input` for each input, concurrently; each result is its folder or the
+    :class:`StorageError` it raised (in the order of ``inputs``). Any other error is raised.
+    """
+    def one(item: Input) -> Path | StorageError:
+        try:
+            return fetch_input(node, item, encryption_key, cache)
+        except StorageError as exc:
+            return exc
+
+    if len(inputs) <= 1:
+        return [one(item) for item in inputs]
+    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(inputs)), thread_name_prefix="fetch") as pool:
+        return list(pool.map(one, inputs))
+
+
 def fetch_inputs(node: Node, inputs: list[Input], encryption_key: bytes, cache: Path) -> dict[str, Path]:
-    """:func:`fetch_input` for each input (one per org, as in a merge), keyed by org."""
-    return {item.org: fetch_input(node, item, encryption_key, cache) for item in inputs}
+    """:func:`fetch_input` for each input (one per org, as in a merge), keyed by org; fetched
+    concurrently, and the first failure (in input order) is raised."""
+    out: dict[str, Path] = {}
+    for item, got in zip(inputs, fetch_each(node, inputs, encryption_key, cache), strict=True):
+        if isinstance(got, StorageError):
+            raise got
+        out[item.org] = got
+    return out
 
 
 def weights_of(inputs: list[Input]) -> dict[str, float]:
@@ -166,8 +271,10 @@ def merge_recipients(node: Node, aggregator_keys: dict[str, bytes]) -> dict[str,
     """Who can decrypt the merged model: every active member and the aggregators."""
     membership = node.contract("Membership")
     recipients = {addr.lower(): key for addr, key in aggregator_keys.items()}
-    for org in membership.functions.members().call():
-        recipients[org.lower()] = bytes(membership.functions.encryptionKeyOf(org).call())
+    members = list(membership.functions.members().call())
+    keys = batch_call(node.w3, [membership.functions.encryptionKeyOf(org) for org in members], protocol=node.protocol)
+    for org, key in zip(members, keys, strict=True):
+        recipients[org.lower()] = bytes(key)
     return dict(sorted(recipients.items()))
 
 
@@ -191,6 +298,7 @@ class MergedModel:
     inputs: list[Input]
     weights: dict[str, float]
     recipients: list[str]
+    merge_seconds: float = 0.0  # the merge arithmetic alone (sealing and storing not included)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -215,10 +323,13 @@ def merge_and_store(
     if not inputs:
         raise DaemonError("no valid contributions left to merge")
     weights = weights_of(inputs)
+    started = time.perf_counter()
     folder = stack(inputs, adapter_dirs, out_dir)
+    merge_seconds = time.perf_counter() - started
     cid = sealed.store_adapter(node.store, folder, recipients, deterministic=True)
     plain_cid = compute_cid(sealed.pack_adapter(folder))
-    return MergedModel(folder, cid, plain_cid, adapter_sha256(folder), inputs, weights, sorted(recipients))
+    return MergedModel(folder, cid, plain_cid, adapter_sha256(folder), inputs, weights, sorted(recipients),
+                       merge_seconds)
 
 
 def store_json(node: Node, document: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ from orchestrator.chain import (
     deploy_protocol,
     funded_accounts,
 )
-from orchestrator.chain.contracts import PROTOCOL_CONTRACTS
+from orchestrator.chain.contracts import MULTICALL_CONTRACT, PROTOCOL_CONTRACTS
+from orchestrator.chain.multicall import multicall_address
 
 MIN_STAKE = 100 * 10**18
 
@@ -51,7 +52,9 @@ def test_deploy_protocol_writes_a_manifest_with_every_contract(build_dir: Path, 
     w3 = connect()
     accounts = funded_accounts(w3, 2)
     manifest, protocol = _deploy(w3, accounts, build_dir, tmp_path)
-    assert set(manifest.contracts) == set(PROTOCOL_CONTRACTS) == set(protocol.names)
+    # a local chain without the canonical Multicall3 gets its own, listed for the batched reads
+    assert set(manifest.contracts) == {*PROTOCOL_CONTRACTS, MULTICALL_CONTRACT} == set(protocol.names)
+    assert multicall_address(w3, protocol) == manifest.contracts[MULTICALL_CONTRACT].address
     assert manifest.chain_id == 1337 and manifest.deployer == accounts[0].address
     assert Manifest.read(tmp_path / "deployments" / "1337.json") == manifest
     assert manifest.orgs == [accounts[1].address]
@@ -66,7 +69,7 @@ def test_deploy_protocol_writes_a_manifest_with_every_contract(build_dir: Path, 
     deploy_anchor(w3, Transactor(w3, accounts[0], build_dir=build_dir), accounts[1].address,
                   build_dir=build_dir, manifest_path=path)
     merged = Manifest.read(path)
-    assert set(merged.contracts) == {*PROTOCOL_CONTRACTS, "PublicAnchor"}
+    assert set(merged.contracts) == {*PROTOCOL_CONTRACTS, MULTICALL_CONTRACT, "PublicAnchor"}
     assert merged.orgs == [accounts[1].address] and merged.params == manifest.params
 
 

@@ -54,3 +54,21 @@ def test_without_a_multicall_the_reads_fall_back_to_one_call_each(w3, accounts, 
     fns = [token.functions.balanceOf(a.address) for a in accounts]
     assert multicall_address(w3, None) is None  # no code at the canonical address on a fresh chain
     assert batch_call(w3, fns) == [fn.call() for fn in fns]
+
+
+def test_protocol_views_decode_exactly_as_web3_call_does(w3, accounts, transactor, build_dir) -> None:
+    """Addresses (checksummed, as web3 returns them), several outputs, arrays and keyword arguments."""
+    from orchestrator.chain.contracts import Protocol, ProtocolParams, deploy_protocol
+
+    manifest = deploy_protocol(w3, transactor, ProtocolParams(orgs=[a.address for a in accounts[1:]]),
+                               build_dir=build_dir)
+    protocol = Protocol.from_manifest(w3, manifest, build_dir)
+    rounds, unlearning, registry, token = (protocol.contract(n) for n in (
+        "Rounds", "Unlearning", "ContributionRegistry", "LedgerToken"))
+    fns = [rounds.functions.token(), unlearning.functions.defaultAggregator(), rounds.functions.getRound(1),
+           rounds.functions.roundTerms(1), rounds.functions.isRejected(1, accounts[1].address),
+           rounds.functions.commitmentOf(1, accounts[1].address), registry.functions.revokedRanges(accounts[1].address),
+           protocol.contract("Membership").functions.members(), token.functions.balanceOf(account=accounts[1].address)]
+    expected = [fn.call() for fn in fns]
+    assert batch_call(w3, fns, protocol=protocol) == expected
+    assert expected[0] == token.address and expected[1] == accounts[0].address and expected[-1] > 0
