@@ -3,7 +3,8 @@
 Prints a Markdown table (the one in docs/BENCHMARKS.md, "Gas (contracts)"): submitUpdate (an
 org's first and later submissions: median and maximum), finalizeRound with 5, 50 and 500
 submissions, claimReward (proof depths 3 and 9), the unlearning calls (Org-scope completion for
-an org with one round and for one with every round; the sample-level replacement) and
+an org with one round and for one with every round; the sample-level replacement; a grouped
+replay by another member) and
 PublicAnchor.postRoot. Each figure is shown against its target and against a baseline measured
 in the same run (a plain ERC-20 transfer).
 Figures are whole-transaction gas (21,000 intrinsic + calldata + execution), as a wallet pays.
@@ -258,6 +259,16 @@ def measure() -> tuple[list[tuple[str, int, str]], dict[int, int], dict[int, int
     rows.append(("replaceContribution (the org's trainer)", gas, "-"))
     gas = send(u.completeUnlearning(req2, b32("clean2"), b32("samples"), b32("m2")), g).gasUsed
     rows.append(("completeUnlearning (Samples scope, after the replacement)", gas, "-"))
+    # Grouped collaboration: another member of the forgotten org's group replays its round
+    # (Org-scope request of org 3; org 4 submitted in the same round).
+    forgotten, peer = orgs[3], orgs[4]
+    send(w_token.functions.transfer(forgotten, params.request_bond), funder)
+    send(w_token.functions.approve(unlearning.address, params.request_bond), forgotten)
+    send(u.requestUnlearning(forgotten, 0, b"\x00" * 32, b32("gdpr")), forgotten)
+    req4 = unlearning.requestCount()
+    gas = send(u.replayContribution(req4, last, b32("replayed"), 1004, b32("replay-data")), peer).gasUsed
+    rows.append(("replayContribution (a member of the forgotten org's group)", gas, "-"))
+    send(u.completeUnlearning(req4, b32("clean4"), b32("removed4"), b32("m4")), g)
     send(w_token.functions.transfer(org, params.request_bond), funder)
     send(w_token.functions.approve(unlearning.address, params.request_bond), org)
     send(u.requestUnlearning(org, 1, last.to_bytes(32, "big"), b32("r")), org)
