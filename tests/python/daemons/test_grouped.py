@@ -17,12 +17,13 @@ import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import grouped
-from orchestrator.daemons.consortium import request_unlearning
+from orchestrator.daemons.consortium import Consortium, request_unlearning
 from orchestrator.daemons.demo import DemoConfig, Setup, build_setup, drive
 from orchestrator.daemons.roundconfig import RoundConfig
 from orchestrator.daemons.unlearner import REQ_COMPLETED, SCOPE_ORG
@@ -49,6 +50,16 @@ def _report(setup: Setup, round_id: int) -> dict:
 def _trainings(setup: Setup) -> dict[str, int]:
     """Adapters each org trained (one per submission and one per replay)."""
     return {n: sum(a["action"] in ("submitted", "replayed") for a in t.actions) for n, t in setup.trainers.items()}
+
+
+def _receipt(cons: Consortium, unlearning: Any) -> dict:
+    """The receipt document of the (only) completed request."""
+    done = unlearning.events.UnlearningCompleted().get_logs(from_block=0)[0]["args"]
+    return json.loads(cons.store.cat(bytes32_to_cid(bytes(done["metricsHash"]))))
+
+
+def _receipt_replays(cons: Consortium, unlearning: Any) -> list[tuple[str, int]]:
+    return sorted((r["org"], r["round"]) for r in _receipt(cons, unlearning)["replays"])
 
 
 def _offline(setup: Setup, rounds: int, work: Path, joins: dict[str, int] | None = None) -> list[str]:
@@ -108,8 +119,7 @@ def test_grouped_consortium_forgets_an_org_by_replaying_only_its_group(tmp_path:
     assert {k: reader.get(k[0], cons.orgs[k[1]].address) for k in untouched} == untouched  # other group untouched
 
     request = unlearning.functions.getRequest(request_id).call()
-    receipt = json.loads(cons.store.cat(
-        bytes32_to_cid(bytes(unlearning.events.UnlearningCompleted().get_logs(from_block=0)[0]["args"]["metricsHash"]))))
+    receipt = _receipt(cons, unlearning)
     assert receipt["mode"] == "grouped" and receipt["group"] == 0
     assert {(r["org"], r["round"]) for r in receipt["removed"]} == {(business.address, 1), (business.address, 2)}
     assert [(r["org"], r["round"]) for r in receipt["replaced"]] == [(cons.orgs["politics"].address, 2)]
@@ -232,3 +242,46 @@ def test_round_scope_replay_needs_only_the_group_rounds_after_the_target(tmp_pat
         [(politics, bytes32_to_cid(digest("politics2")))]
     assert [(i.org, i.round) for i in grouped.replaced_originals(node, by_round)] == [(politics, 3)]
     assert cid_to_bytes32(grouped.replaced_originals(node, by_round)[0].adapter_cid) == digest("politics3")
+
+
+@pytest.mark.slow
+def test_one_group_replays_in_lockstep_and_equals_a_federation_without_the_org(tmp_path: Path) -> None:
+    """G = 1 (collaborative FedAvg of everyone), 3 orgs, 3 rounds; business is forgotten. Its two
+    peers replay rounds 2 and 3 in lockstep: a member's round 3 waits until every peer's round 2
+    replay is on chain (its init is their FedAvg). The receipt's model equals the offline
+    federation of the two others, bit for bit."""
+    from orchestrator.learning.api import TrainConfig, adapter_sha256
+    from orchestrator.learning.federation import run_rounds
+
+    cfg = DemoConfig(model="tiny", orgs=3, rounds=3, unlearn="business", out=tmp_path, steps=2, groups=1)
+    setup = build_setup(cfg, tmp_path / "state")
+    setup.unlearner.audit = {}
+    cons = setup.consortium
+    drive(setup.daemons, lambda: _finalized(setup, 3), max_ticks=60)
+    business = cons.orgs["business"]
+    request_id = request_unlearning(cons.private, cons.protocol, business.account, business.address, SCOPE_ORG)
+    unlearning = cons.protocol.contract("Unlearning")
+    drive(setup.daemons, lambda: unlearning.functions.getRequest(request_id).call()[2] == REQ_COMPLETED, max_ticks=10)
+
+    replays = [(n, a["round"]) for n, t in setup.trainers.items() for a in t.actions if a["action"] == "replayed"]
+    assert sorted(replays) == [("entertainment", 2), ("entertainment", 3), ("politics", 2), ("politics", 3)]
+    # lockstep: each round-3 replay was sent after both round-2 replays (block order on chain)
+    reader = reader_for(cons.protocol)
+    blocks = {(n, r): reader.get(r, cons.orgs[n].address).block for n, r in replays}
+    assert max(blocks[(n, 2)] for n in ("entertainment", "politics")) < \
+        min(blocks[(n, 3)] for n in ("entertainment", "politics"))
+    # the executor saw the replay incomplete and waited (it completes only once all four are in)
+    waits = [a for a in setup.unlearner.actions if a["action"] == "awaiting-replays"]
+    assert waits and all({(p["org"], p["round"]) for p in w["pending"]} for w in waits)
+    assert _receipt_replays(cons, unlearning) == sorted((cons.orgs[n].address, r) for n, r in replays)
+
+    config = setup.aggregator.plan.config
+    assert config is not None
+    records = run_rounds("tiny", {n: setup.trainers[n].texts for n in ("entertainment", "politics")},
+                         TrainConfig.from_dict(config.train), 3, tmp_path / "offline", mode="grouped",
+                         groups={"entertainment": 0, "politics": 0})
+    receipt = _receipt(cons, unlearning)
+    assert receipt["model_sha256"] == adapter_sha256(records[-1].merged)
+    audit = audit_receipt(cons.protocol, cons.store, request_id, cons.aggregator.address, cons.aggregator.enc_private,
+                          tmp_path / "auditor")
+    assert audit["ok"], audit["checks"]
