@@ -71,14 +71,32 @@ def latest_config(node: Node) -> RoundConfig | None:
     return config_of(node, count) if count else None
 
 
+_REMOVALS: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, list[tuple[int, int]]]]] = weakref.WeakKeyDictionary()
+
+
+def removals_now(node: Node) -> dict[str, list[tuple[int, int]]]:
+    """:func:`modelbook.all_removals`, read incrementally: removals are final once on chain, so
+    each call asks only for the blocks since the previous one (per deployment)."""
+    registry = node.contract("ContributionRegistry")
+    latest = int(node.w3.eth.block_number)
+    seen, known = _REMOVALS.get(node.protocol, (int(node.protocol.manifest.first_block) - 1, {}))
+    if latest > seen:
+        known = {org: list(items) for org, items in known.items()}
+        for lg in registry.events.ContributionsRevoked().get_logs(from_block=seen + 1, to_block=latest):
+            known.setdefault(str(lg["args"]["org"]).lower(), []).append(
+                (int(lg["args"]["fromRound"]), int(lg["blockNumber"])))
+        _REMOVALS[node.protocol] = (latest, known)
+    return known
+
+
 def usable(node: Node, org: str, *, up_to_round: int | None = None, removing: tuple[str, int] | None = None,
            removals: Mapping[str, list[tuple[int, int]]] | None = None) -> list[Submission]:
     """``org``'s submissions that may be merged: not rejected, not revoked, not descended from a
     removal (:func:`modelbook.latest_live`'s rule, applied to every round, not only the latest).
-    ``removals``: :func:`modelbook.all_removals`, when the caller already has it."""
+    ``removals``: :func:`removals_now`, when the caller already has it."""
     rounds = node.contract("Rounds")
     registry = node.contract("ContributionRegistry")
-    removals = list((modelbook.all_removals(node) if removals is None else removals).get(org.lower(), []))
+    removals = list((removals_now(node) if removals is None else removals).get(org.lower(), []))
     if removing is not None and removing[0].lower() == org.lower():
         removals.append((int(removing[1]), modelbook.PENDING))
     out = []
@@ -106,7 +124,7 @@ def group_inputs(node: Node, groups: Mapping[str, int], *, up_to_round: int | No
     is on chain.
     """
     by_group: dict[int, dict[int, list[modelbook.Input]]] = {}
-    removals = modelbook.all_removals(node)
+    removals = removals_now(node)
     for addr, group in sorted(groups.items()):
         if only is not None and group != only:
             continue
@@ -262,7 +280,7 @@ def replay_status(node: Node, config: RoundConfig, request_id: int, org: str, sc
     current submission is a replacement for ``request_id``.
     """
     group = config.group_of(org)
-    removals = modelbook.all_removals(node)
+    removals = removals_now(node)
     start = removal_start(node, org, scope, target, removals)
     if group is None or start is None:
         return ReplayStatus(group, start, [], [])
