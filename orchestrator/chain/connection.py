@@ -159,6 +159,11 @@ def _json_rpc(url: str, *, timeout: float, attempts: int, backoff: float) -> Web
     # the endpoint only as redact(url): no credentials from the URL ever reach a log or error.
     shown = redact(url)
     provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+    # web3's validation middleware asks eth_chainId before every eth_call, eth_estimateGas and
+    # transaction (one extra round trip each); an endpoint's chain id does not change, so that
+    # one answer is cached for this connection (only eth_chainId: nothing else is cached).
+    provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
+    provider.cache_allowed_requests = True
     w3 = Web3(provider)
     # geth/Besu clique/QBFT networks put >32 bytes in extraData; harmless elsewhere.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)

@@ -36,6 +36,7 @@ from typing import Any
 
 from web3.logs import DISCARD
 
+from orchestrator.chain.multicall import batch_call
 from orchestrator.chain.submissions import reader_for
 from orchestrator.daemons import grouped, modelbook
 from orchestrator.daemons.base import Daemon, Handler, Node
@@ -100,9 +101,11 @@ class TrainerDaemon(Daemon):
         rounds = self.node.contract("Rounds")
         round_id = int(event.args["roundId"])
         me = self.node.address
-        if rounds.functions.hasSubmitted(round_id, me).call():
+        submitted, (state, deadline, *_) = batch_call(
+            self.node.w3, [rounds.functions.hasSubmitted(round_id, me), rounds.functions.getRound(round_id)],
+            protocol=self.node.protocol)
+        if submitted:
             return
-        state, deadline = rounds.functions.getRound(round_id).call()[:2]
         now = self.node.w3.eth.get_block("latest")["timestamp"]
         if state != ROUND_OPEN or now >= deadline:
             self.record("skip-round", round=round_id, reason="round not open any more")
@@ -188,11 +191,13 @@ class TrainerDaemon(Daemon):
         rounds = self.node.contract("Rounds")
         round_id = int(event.args["roundId"])
         me = self.node.address
-        if not rounds.functions.hasSubmitted(round_id, me).call():
+        submitted, claimed, rejected, terms = batch_call(self.node.w3, [
+            rounds.functions.hasSubmitted(round_id, me), rounds.functions.hasClaimed(round_id, me),
+            rounds.functions.isRejected(round_id, me), rounds.functions.roundTerms(round_id)],
+            protocol=self.node.protocol)
+        if not submitted or claimed or rejected:
             return
-        if rounds.functions.hasClaimed(round_id, me).call() or rounds.functions.isRejected(round_id, me).call():
-            return
-        claim_deadline = int(rounds.functions.roundTerms(round_id).call()[2])
+        claim_deadline = int(terms[2])
         if claim_deadline and self.node.w3.eth.get_block("latest")["timestamp"] > claim_deadline:
             self.record("claim-window-closed", round=round_id)
             return

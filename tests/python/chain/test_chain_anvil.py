@@ -58,6 +58,26 @@ def test_connect_checks_the_expected_chain_id(anvil: AnvilProcess) -> None:
     assert connect(anvil.url, chain_id=31337).eth.chain_id == 31337
 
 
+def test_eth_chain_id_is_asked_once_per_connection_not_before_every_call(anvil: AnvilProcess) -> None:
+    """web3's validation middleware asks eth_chainId before each eth_call; connect() caches it."""
+    w3 = connect(anvil.url)
+    sent: list[str] = []
+    original = w3.provider._make_request
+
+    def counting(method, data):  # type: ignore[no-untyped-def]  # counts, then really sends
+        sent.append(str(method))
+        return original(method, data)
+
+    w3.provider._make_request = counting
+    for _ in range(3):
+        w3.eth.call({"to": w3.eth.accounts[0], "data": b""})
+        w3.eth.estimate_gas({"to": w3.eth.accounts[0], "from": w3.eth.accounts[0], "value": 1})
+    assert sent.count("eth_call") == 3 and sent.count("eth_estimateGas") == 3
+    assert sent.count("eth_chainId") == 0, sent  # answered at connect() and cached since
+    assert sent.count("eth_blockNumber") == 0  # nothing else is cached: no stale reads
+    assert [w3.eth.block_number for _ in range(2)] and sent.count("eth_blockNumber") == 2
+
+
 def test_protocol_deploy_transact_revert_and_scan_over_json_rpc(
     anvil: AnvilProcess, build_dir: Path, tmp_path: Path
 ) -> None:
