@@ -120,6 +120,10 @@ class TrainerDaemon(Daemon):
             train_cfg = self._ask_policy(round_id, train_cfg)
             if train_cfg is None:
                 return
+        # The config this round really trained with (a policy may change the steps): a replay
+        # of the round (grouped collaboration) trains with exactly this one.
+        self.adapters_dir.mkdir(parents=True, exist_ok=True)
+        (self.adapters_dir / f"round-{round_id}.train.json").write_text(json.dumps(train_cfg.to_dict()))
         out_dir = self.adapters_dir / f"round-{round_id}"
         learning_started = time.perf_counter()
         if self.shards > 1:
@@ -397,15 +401,17 @@ class TrainerDaemon(Daemon):
             self._save_replay_jobs(self._replay_jobs() | {str(request_id): job})
 
     def _replay_round(self, request_id: int, org: str, from_round: int, round_id: int) -> None:
-        from orchestrator.learning.api import train_adapter
+        from orchestrator.learning.api import TrainConfig, train_adapter
 
         config = grouped.config_of(self.node, round_id)
+        used = self.adapters_dir / f"round-{round_id}.train.json"  # as the round trained (policy steps)
+        train_cfg = (TrainConfig.from_dict(json.loads(used.read_text())) if used.exists()
+                     else self._train_config(config, round_id))
         init = grouped.init_adapter(self.node, config, round_id, self.encryption_key, self.adapters_dir / "group",
                                     removing=(org, from_round))
         out = self.adapters_dir / f"round-{round_id}-replay-{request_id}"
         started = time.perf_counter()
-        result = train_adapter(config.model, self.texts, self._train_config(config, round_id), out,
-                               init_adapter=init, progress=self.progress)
+        result = train_adapter(config.model, self.texts, train_cfg, out, init_adapter=init, progress=self.progress)
         # Sealed for the whole group, the forgotten org included: it stays a member and starts its
         # next round from the group's adapter, which is derived from these replays.
         cid = sealed.store_adapter(self.node.store, result.adapter_dir, self._recipients(config),
