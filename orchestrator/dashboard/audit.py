@@ -4,7 +4,9 @@ Nothing of the executor's is trusted: the inputs the receipt lists are checked a
 chain's submission events and revocation views, the removed root is rebuilt, the model is re-merged from the adapters' CIDs and
 compared with the receipt's plaintext CID and tensor hash and with the sealed model on chain.
 A grouped receipt (``groups``) is re-merged as its groups (FedAvg inside each, exact stack
-across), each group's inputs checked against the round config's groups.
+across), each group's inputs checked against the round config's groups, and the replacements
+made on chain for the request must be exactly the receipt's replays, all by members of the
+forgotten org's group.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from orchestrator.storage.cid import bytes32_to_cid, compute_cid
 
 class _ReadOnlyNode:
     """What fetching adapters needs of a daemon's Node, without a wallet: the auditor signs nothing."""
+
+    confirmations = 0  # a receipt is final: read the chain as it is
 
     def __init__(self, protocol: Protocol, store: Store, address: str) -> None:
         self.protocol, self.store, self.address, self.w3 = protocol, store, address, protocol.w3
@@ -88,6 +92,13 @@ def audit_receipt(protocol: Protocol, store: Store, request_id: int, auditor: st
         checks["every input belongs to its group in the round config and to the group's listed round"] = (
             sorted((i.org, i.round) for i in grouped.flat(groups)) == sorted((i.org, i.round) for i in inputs)
             and all(config.group_of(i.org) == g.group and i.round == g.round for g in groups for i in g.inputs))
+        # Replays: only members of the forgotten org's group, and every replacement made on chain
+        # for this request is one of them (a member of another group replacing its own round
+        # inside the window would show here).
+        replays = sorted((to_checksum_address(r["org"]), int(r["round"])) for r in receipt.get("replays", []))
+        on_chain = sorted((i.org, i.round) for i in grouped.replaced_originals(node, request_id))  # type: ignore[arg-type]
+        checks["every replacement made for the request on chain is a replay of the forgotten org's group"] = (
+            on_chain == replays and all(config.group_of(o) == receipt.get("group") for o, _ in replays))
     dirs = modelbook.fetch_inputs(node, inputs, enc_key, work / "inputs")  # type: ignore[arg-type]
     merged = (grouped.stack_groups(groups, dirs, work / "merged") if groups is not None
               else modelbook.stack(inputs, dirs, work / "merged"))
