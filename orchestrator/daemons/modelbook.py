@@ -72,11 +72,6 @@ def _candidates(subs: Sequence[Submission], removals: Sequence[tuple[int, int]],
             and not any(from_round <= sub.round_id and sub.block < block for from_round, block in removals)]
 
 
-def removals_of(node: Node, org: str) -> list[tuple[int, int]]:
-    """(from round, block) of every Org/Round-scope removal of ``org`` (ContributionsRevoked)."""
-    return all_removals(node).get(org.lower(), [])
-
-
 def all_removals(node: Node) -> dict[str, list[tuple[int, int]]]:
     """Lower-case org -> (from round, block) of its Org/Round-scope removals, from one log query."""
     registry = node.contract("ContributionRegistry")
